@@ -1,0 +1,1 @@
+"""The project's own library: contracts, topics, signing, time, ids and runtime helpers."""
