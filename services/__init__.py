@@ -1,0 +1,1 @@
+"""The four services of the exchange: intake, enforcement, matching, transfer."""

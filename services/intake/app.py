@@ -1,0 +1,79 @@
+"""Intake wiring: every inbound contract topic in, accepted events or dead letters out."""
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import datetime, timezone
+
+from aiokafka import ConsumerRecord
+
+from services.intake.rules import Accepted, screen
+from shared import topics
+from shared.events.internal import AcceptedEvent
+from shared.events.outbound import Alert, DeadLetter
+from shared.ids import derived_id
+from shared.runtime import BatchContext, Runner, Service
+from shared.settings import Settings
+from shared.signing import Keyring
+from shared.store import Snapshot
+
+log = logging.getLogger("oioo.intake")
+PRODUCER = "oioo-intake"
+
+
+class Intake(Service):
+    name = "intake"
+    input_topics = topics.INBOUND_TOPICS
+
+    def __init__(self, keyring: Keyring):
+        self.keyring = keyring
+        self.now: datetime | None = None
+
+    def restore(self, snapshot: Snapshot) -> None:
+        meta = snapshot.records.get("meta", {})
+        self.now = datetime.fromisoformat(meta["now"]) if meta.get("now") else None
+
+    def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
+        headers = {k: v for k, v in (rec.headers or ())}
+        result = screen(self.keyring, rec.topic, headers, rec.value)
+        if not isinstance(result, Accepted):
+            self._dead_letter(rec, result.error_code, result.error_detail, ctx)
+            return
+        event = result.event
+        if not ctx.first_time(str(event.event_id)):
+            log.debug("duplicate event dropped on %s", rec.topic)
+            return
+        if self.now is None or event.occurred_at > self.now:
+            self.now = event.occurred_at
+            ctx.changes.put("meta", {"now": self.now.isoformat()})
+        envelope = AcceptedEvent(source_topic=rec.topic, source_partition=rec.partition,
+                                 source_offset=rec.offset, event=result.document)
+        key = rec.key.decode("utf-8", "replace") if rec.key else None
+        ctx.emit(topics.INTAKE_ACCEPTED, key, envelope.model_dump_json().encode())
+
+    def _dead_letter(self, rec: ConsumerRecord, code: str, detail: str, ctx: BatchContext) -> None:
+        cause = f"{rec.topic}:{rec.partition}:{rec.offset}"
+        when = self.now or datetime.fromtimestamp(rec.timestamp / 1000, tz=timezone.utc)
+        letter = DeadLetter(
+            event_id=derived_id(cause, "dead-letter"), occurred_at=when, producer=PRODUCER,
+            source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
+            error_code=code, error_detail=detail,
+            raw_value_b64=base64.b64encode(rec.value or b"").decode("ascii"),
+        )
+        key = rec.key.decode("utf-8", "replace") if rec.key else None
+        ctx.emit(topics.OPS_DEAD_LETTERS, key, letter)
+        alert = Alert(
+            event_id=derived_id(cause, "dead-letter-alert"), occurred_at=when, producer=PRODUCER,
+            alert_id=str(derived_id(cause, "alert")), severity="warning", kind="dead_letter",
+            subject_ref=cause, message=f"{code} on {rec.topic} partition {rec.partition} offset {rec.offset}",
+        )
+        ctx.emit(topics.OPS_ALERTS, cause, alert)
+        # the offset is consumed: record it so the letter is not written twice on redelivery
+        log.warning("dead letter %s at %s", code, cause)
+
+
+def build(settings: Settings | None = None) -> Runner:
+    settings = settings or Settings.from_env()
+    if not settings.signing_keys_file:
+        raise SystemExit("SIGNING_KEYS_FILE is not set: intake cannot verify inbound events without the keyring")
+    return Runner(Intake(Keyring.from_file(settings.signing_keys_file)), settings)

@@ -1,0 +1,198 @@
+"""Inbound events (the system consumes), one discriminated union per contract topic."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal, Union
+
+from pydantic import AwareDatetime, Field, TypeAdapter
+
+from shared import topics
+from shared.events.base import BiometricId, CountryCode, Event, IsoWeek, Ref
+
+
+# border.arrivals.v1
+class ArrivalRecorded(Event):
+    event_type: Literal["ArrivalRecorded"]
+    arrival_id: Ref
+    biometric_id: BiometricId
+    family_name: str
+    given_names: str
+    date_of_birth: date | None
+    nationality: CountryCode
+    claimed_minor: bool
+    landed_at: AwareDatetime
+    landing_point: str
+    vessel_ref: str
+    departed_from: CountryCode
+    rescued_at_sea: bool
+    asylum_claimed: bool
+
+
+# casework.updates.v1
+class AsylumClaimDecided(Event):
+    event_type: Literal["AsylumClaimDecided"]
+    arrival_id: Ref
+    outcome: Literal["withdrawn", "inadmissible", "admitted_for_consideration"]
+
+
+class ProtectionClaimLodged(Event):
+    event_type: Literal["ProtectionClaimLodged"]
+    arrival_id: Ref
+    claim_id: Ref
+    kind: Literal["human_rights", "trafficking", "further_submissions"]
+
+
+class ProtectionClaimResolved(Event):
+    event_type: Literal["ProtectionClaimResolved"]
+    arrival_id: Ref
+    claim_id: Ref
+    outcome: Literal["refused", "upheld"]
+
+
+class LegalChallengeFiled(Event):
+    event_type: Literal["LegalChallengeFiled"]
+    arrival_id: Ref
+    challenge_id: Ref
+    kind: Literal["judicial_review", "injunction", "appeal"]
+
+
+class LegalChallengeDecided(Event):
+    event_type: Literal["LegalChallengeDecided"]
+    arrival_id: Ref
+    challenge_id: Ref
+    outcome: Literal["dismissed", "upheld"]
+
+
+class AgeAssessed(Event):
+    event_type: Literal["AgeAssessed"]
+    arrival_id: Ref
+    assessed_minor: bool
+
+
+class PersonDetained(Event):
+    event_type: Literal["PersonDetained"]
+    arrival_id: Ref
+
+
+class PersonAbsconded(Event):
+    event_type: Literal["PersonAbsconded"]
+    arrival_id: Ref
+
+
+# admissions.applications.v1
+class ExpressionOfInterestSubmitted(Event):
+    event_type: Literal["ExpressionOfInterestSubmitted"]
+    application_id: Ref
+    family_group_ref: Ref | None
+    nationality: CountryCode
+    date_of_birth: date
+    located_in_france_verified: bool
+    submitted_at: AwareDatetime
+
+
+class ApplicationVetted(Event):
+    event_type: Literal["ApplicationVetted"]
+    application_id: Ref
+    biometric_id: BiometricId
+    security_outcome: Literal["clear", "refused"]
+
+
+class ApplicationWithdrawn(Event):
+    event_type: Literal["ApplicationWithdrawn"]
+    application_id: Ref
+
+
+# liaison.fr.decisions.v1
+class ReturnRequestAnswered(Event):
+    event_type: Literal["ReturnRequestAnswered"]
+    request_id: Ref
+    decision: Literal["accepted", "refused"]
+    reason_code: str | None
+
+
+# transfers.movements.v1
+class ReturnExecuted(Event):
+    event_type: Literal["ReturnExecuted"]
+    request_id: Ref
+    flight_ref: str
+
+
+class ReturnFailed(Event):
+    event_type: Literal["ReturnFailed"]
+    request_id: Ref
+    reason: Literal["absconded", "medical", "disruption", "refused_boarding"]
+
+
+class AdmissionArrived(Event):
+    event_type: Literal["AdmissionArrived"]
+    application_id: Ref
+
+
+# enforcement.illegal-working.v1
+class IllegalWorkingEncounter(Event):
+    event_type: Literal["IllegalWorkingEncounter"]
+    report_id: Ref
+    biometric_id: BiometricId
+    employer_ref: str
+
+
+# ops.control.v1
+class WeeklyCapSet(Event):
+    event_type: Literal["WeeklyCapSet"]
+    week: IsoWeek
+    cap: Annotated[int, Field(ge=0)]
+
+
+class AdmissionsPaused(Event):
+    event_type: Literal["AdmissionsPaused"]
+    reason: str
+
+
+class AdmissionsResumed(Event):
+    event_type: Literal["AdmissionsResumed"]
+    reason: str
+
+
+class ClockTick(Event):
+    event_type: Literal["ClockTick"]
+
+
+CaseworkEvent = Union[
+    AsylumClaimDecided, ProtectionClaimLodged, ProtectionClaimResolved, LegalChallengeFiled,
+    LegalChallengeDecided, AgeAssessed, PersonDetained, PersonAbsconded,
+]
+ApplicationEvent = Union[ExpressionOfInterestSubmitted, ApplicationVetted, ApplicationWithdrawn]
+MovementEvent = Union[ReturnExecuted, ReturnFailed, AdmissionArrived]
+ControlEvent = Union[WeeklyCapSet, AdmissionsPaused, AdmissionsResumed, ClockTick]
+
+InboundEvent = Union[
+    ArrivalRecorded, CaseworkEvent, ApplicationEvent, ReturnRequestAnswered, MovementEvent,
+    IllegalWorkingEncounter, ControlEvent,
+]
+
+_TOPIC_UNIONS = {
+    topics.BORDER_ARRIVALS: ArrivalRecorded,
+    topics.CASEWORK_UPDATES: CaseworkEvent,
+    topics.ADMISSIONS_APPLICATIONS: ApplicationEvent,
+    topics.LIAISON_FR_DECISIONS: ReturnRequestAnswered,
+    topics.TRANSFERS_MOVEMENTS: MovementEvent,
+    topics.ENFORCEMENT_ILLEGAL_WORKING: IllegalWorkingEncounter,
+    topics.OPS_CONTROL: ControlEvent,
+}
+
+TOPIC_ADAPTERS: dict[str, TypeAdapter] = {
+    topic: TypeAdapter(Annotated[union, Field(discriminator="event_type")])
+    if getattr(union, "__origin__", None) is Union else TypeAdapter(union)
+    for topic, union in _TOPIC_UNIONS.items()
+}
+
+# Any inbound event, whatever topic it came from (used on the internal topics).
+ANY_INBOUND: TypeAdapter = TypeAdapter(Annotated[InboundEvent, Field(discriminator="event_type")])
+
+# The event that names the subject an inbound event is about (key for internal routing).
+def subject_of(event: Event) -> str:
+    for name in ("arrival_id", "application_id", "request_id", "report_id", "week"):
+        value = getattr(event, name, None)
+        if value:
+            return str(value)
+    return event.event_type

@@ -1,0 +1,83 @@
+"""Envelopes on our internal topics (ours to shape; outside parties never read them)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AcceptedEvent(BaseModel):
+    """intake -> enforcement: an inbound event that passed signature, type and schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    event: dict
+
+
+class Screening(BaseModel):
+    """What enforcement's biometric index knows of the person behind an event.
+
+    Ids only: the biometric itself never leaves enforcement. For an ArrivalRecorded, the
+    person's earlier arrivals and their applications; for an ApplicationVetted, the person's
+    arrivals and illegal-working reports; for an IllegalWorkingEncounter, the person's
+    arrivals and applications.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arrival_ids: list[str] = []
+    application_ids: list[str] = []
+    report_ids: list[str] = []
+
+
+class ScreenedEvent(BaseModel):
+    """enforcement -> matching."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_topic: str
+    event: dict
+    screening: Screening = Screening()
+
+
+class Particulars(BaseModel):
+    """What a readmission request needs of the person, and nothing more (Art 16 minimisation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family_name: str
+    given_names: str
+    date_of_birth: str | None
+    nationality: str
+    landed_at: str
+    landing_point: str
+    vessel_ref: str
+
+
+class Instruction(BaseModel):
+    """matching -> transfer / enforcement: something to tell an outside party.
+
+    `instruction_id` is derived from the event that caused it, and becomes the outbound
+    event's `event_id`, so an instruction repeated after a crash publishes the same event.
+    kinds: RequestReturn, WithdrawReturn, OfferAdmission (transfer); RecordBan (enforcement).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instruction_id: str
+    kind: str
+    occurred_at: str
+    caused_by: str
+    rule_version: str
+    request_id: str | None = None
+    arrival_id: str | None = None
+    particulars: Particulars | None = None
+    reply_due_by: str | None = None
+    week: str | None = None
+    reason_code: str | None = None
+    application_id: str | None = None
+    family_group_ref: str | None = None
+    paired_request_ids: list[str] = []
+    visa_valid_until: str | None = None
+    returned_request_id: str | None = None

@@ -1,0 +1,48 @@
+"""Settings from the environment, one place for every service."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    signing_keys_file: str | None = None
+    ready_file: str | None = None
+    max_batch: int = 500
+    # scheme rules
+    rule_version: str = "oioo-rules-1.0"
+    default_cap: int = 50
+    priority_nationalities: tuple[str, ...] = ("ERI", "AFG", "SDN")
+    # Scheme dates, as London calendar dates: arrivals that landed before the start are not
+    # returnable; no pair forms once now's London date is after the end.
+    scheme_start: date = date(2025, 8, 6)
+    scheme_end: date = date(2026, 6, 11)
+    imbalance_margin: int = 10
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        d = cls()
+        prio = _env("PRIORITY_NATIONALITIES", ",".join(d.priority_nationalities))
+        return cls(
+            kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap_servers),
+            redis_url=_env("REDIS_URL", d.redis_url),
+            signing_keys_file=os.environ.get("SIGNING_KEYS_FILE") or None,
+            ready_file=os.environ.get("SERVICE_READY_FILE") or None,
+            max_batch=int(_env("MAX_BATCH", str(d.max_batch))),
+            rule_version=_env("RULE_VERSION", d.rule_version),
+            default_cap=int(_env("DEFAULT_WEEKLY_CAP", str(d.default_cap))),
+            priority_nationalities=tuple(p.strip().upper() for p in prio.split(",") if p.strip()),
+            scheme_start=date.fromisoformat(_env("SCHEME_START", d.scheme_start.isoformat())),
+            scheme_end=date.fromisoformat(_env("SCHEME_END", d.scheme_end.isoformat())),
+            imbalance_margin=int(_env("IMBALANCE_MARGIN", str(d.imbalance_margin))),
+        )
