@@ -1,0 +1,1 @@
+"""Deployment helpers: the embedded dev stack (stack), production topic creation, demo, bench."""
