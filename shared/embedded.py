@@ -362,16 +362,21 @@ def service_env(bootstrap: str, redis_url: str, ready_file: Path,
 
 
 def start_service(name: str, env: Mapping[str, str], log_path: Path | None = None, *,
-                  detach: bool = False, python: str = sys.executable) -> ServiceProcess:
+                  detach: bool = False, python: str = sys.executable,
+                  package: str | None = None) -> ServiceProcess:
     """`python -m services.<name>` from the repo root, with our environment plus `env`
-    (which must name SERVICE_READY_FILE; a stale ready file is removed first)."""
+    (which must name SERVICE_READY_FILE; a stale ready file is removed first).
+
+    `package` (default env EMBEDDED_SERVICE_PACKAGE, else "services") exists so the harness
+    itself can be exercised against stand-in service modules."""
+    package = package or os.environ.get("EMBEDDED_SERVICE_PACKAGE") or "services"
     ready = Path(env["SERVICE_READY_FILE"])
     ready.parent.mkdir(parents=True, exist_ok=True)
     ready.unlink(missing_ok=True)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    proc = spawn([python, "-m", f"services.{name}"], log_path, env=full_env, cwd=REPO_ROOT, detach=detach)
+    proc = spawn([python, "-m", f"{package}.{name}"], log_path, env=full_env, cwd=REPO_ROOT, detach=detach)
     return ServiceProcess(name, proc, log_path, ready)
 
 
