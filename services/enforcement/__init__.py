@@ -1,0 +1,1 @@
+"""Enforcement: the biometric index. The only service that keeps biometric ids."""
