@@ -158,15 +158,24 @@ class Runner:
         try:
             reader.assign(list(ends))
             await reader.seek_to_beginning(*ends)
+            # One context and ONE commit for the whole replay: a crash half-way leaves Redis
+            # empty, so the next start rebuilds again instead of trusting a partial state.
+            ctx = BatchContext(self.seen, replay=True)
             remaining = dict(ends)
             while remaining:
                 got = await reader.getmany(*remaining, timeout_ms=1000, max_records=self.settings.max_batch)
-                records = [r for tp, recs in got.items() for r in recs if r.offset < ends[tp]]
-                if records:
-                    await self._apply_unlocked(records, replay=True)
+                for rec in (r for recs in got.values() for r in recs):
+                    tp = TopicPartition(rec.topic, rec.partition)
+                    if rec.offset < ends[tp]:
+                        self.service.handle(rec, ctx)
+                        ctx.changes.offsets[f"{rec.topic}:{rec.partition}"] = rec.offset + 1
                 for tp in list(remaining):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.pop(tp)
+            if not ctx.changes.empty():
+                self.version = await self.store.commit(0, ctx.changes)
+                self.seen.update(ctx.changes.seen)
+                self.offsets.update(ctx.changes.offsets)
         finally:
             await reader.stop()
         log.warning("%s: rebuilt to version %s", self.service.name, self.version)
@@ -204,6 +213,18 @@ class Runner:
             await self._apply_unlocked(records, replay)
 
     async def _apply_unlocked(self, records: list[ConsumerRecord], replay: bool) -> None:
+        try:
+            await self._apply_batch(records, replay)
+        except (StaleState, CapExceeded):
+            raise
+        except Exception:
+            # the in-memory state holds half a batch: go back to what Redis holds, then let
+            # the batch be delivered again
+            log.exception("%s: batch failed; state reloaded, batch will be delivered again", self.service.name)
+            await self._recover()
+            raise
+
+    async def _apply_batch(self, records: list[ConsumerRecord], replay: bool) -> None:
         ctx = BatchContext(self.seen, replay=replay)
         for rec in records:
             tp = f"{rec.topic}:{rec.partition}"
