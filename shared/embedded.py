@@ -167,9 +167,16 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 30.0, process: subproc
 
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    host, _, port = bootstrap.rpartition(":")
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"broker exited with {process.returncode}:\n{tail(log_path)}")
+        try:  # a plain TCP connect first, so the Kafka client does not log refused connections
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError as exc:
+            last = exc
+            await asyncio.sleep(0.05)
+            continue
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
         try:
             await admin.start()
