@@ -193,10 +193,12 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 30.0, process: subproc
     raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout}s: {last!r}")
 
 
-async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec | Mapping] = TOPICS) -> None:
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec | Mapping] = TOPICS, *,
+                        replication_factor: int = 1, config_fallback: bool = True) -> None:
     """Create each topic with its partitions and configs, then check they all exist with the
     right partition count. Existing topics are accepted if their partition count matches.
-    Also used by deploy/create_topics.py against the production Kafka."""
+    Also used by deploy/create_topics.py against the production Kafka (config_fallback=False:
+    there a rejected config is an error, not a warning)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     wanted = [_as_spec(s) for s in specs]
@@ -204,11 +206,11 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec | Mapping] = T
     await admin.start()
     try:
         for name, partitions, config in wanted:
-            code, msg = await _create(admin, NewTopic(name, partitions, 1, topic_configs=config))
-            if code not in (0, TOPIC_ALREADY_EXISTS) and config:
+            code, msg = await _create(admin, NewTopic(name, partitions, replication_factor, topic_configs=config))
+            if code not in (0, TOPIC_ALREADY_EXISTS) and config and config_fallback:
                 log.warning("broker rejected the configs of %s (%s: %s); creating it without them",
                             name, code, msg)
-                code, msg = await _create(admin, NewTopic(name, partitions, 1))
+                code, msg = await _create(admin, NewTopic(name, partitions, replication_factor))
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise RuntimeError(f"could not create topic {name}: error {code} {msg}")
         # list first: asking Tansu for the metadata of a missing topic would auto-create it.
