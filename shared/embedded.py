@@ -367,6 +367,9 @@ def service_env(bootstrap: str, redis_url: str, ready_file: Path,
         "REDIS_URL": redis_url,
         "SIGNING_KEYS_FILE": str(Path(keys_file).resolve()),
         "SERVICE_READY_FILE": str(ready_file),
+        # Tansu rejoins a group only after the session timeout: keep it short on the embedded
+        # stack so a restarted service is back in seconds (real Kafka's minimum is 6000 ms).
+        "KAFKA_SESSION_TIMEOUT_MS": os.environ.get("KAFKA_SESSION_TIMEOUT_MS", "3000"),
     }
 
 

@@ -19,6 +19,7 @@ class Settings:
     signing_keys_file: str | None = None
     ready_file: str | None = None
     max_batch: int = 500
+    session_timeout_ms: int = 10000
     # scheme rules
     rule_version: str = "oioo-rules-1.0"
     default_cap: int = 50
@@ -39,6 +40,7 @@ class Settings:
             signing_keys_file=os.environ.get("SIGNING_KEYS_FILE") or None,
             ready_file=os.environ.get("SERVICE_READY_FILE") or None,
             max_batch=int(_env("MAX_BATCH", str(d.max_batch))),
+            session_timeout_ms=int(_env("KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
             rule_version=_env("RULE_VERSION", d.rule_version),
             default_cap=int(_env("DEFAULT_WEEKLY_CAP", str(d.default_cap))),
             priority_nationalities=tuple(p.strip().upper() for p in prio.split(",") if p.strip()),
