@@ -1,0 +1,181 @@
+"""Six weeks of the exchange in a few minutes: `python -m deploy.demo` (`make demo`).
+
+Starts a fresh embedded stack (Tansu broker, Redis, the four services), then plays the
+outside world (deploy.sim.world) through the contract's inbound topics only, signed with the
+development keyring, in event time from Monday 2025-09-01, in steps of 6 simulated hours.
+Each step sends what is due, ends with a ClockTick on ops.control.v1, waits on the settle
+barrier, then reads the outbound topics to react (France answers requests, escorts execute
+accepted returns, admitted people arrive, returned people come back). Operator controls are
+sent at the start of their step and settled on their own, so every later event is applied
+after them.
+
+At the end: the weekly figures (latest WeeklyBalance per week), a summary, and the contract's
+invariants checked on what was observed (deploy.sim.checks), each PASS or FAIL. Exits 0 only
+if all pass; the stack is stopped in every case.
+
+Options: --seed (default 20250901), --days (default 42), --keep-logs.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from deploy.sim import checks
+from deploy.sim.kafka import Collector, SignedPublisher, close_probes, settle
+from deploy.sim.world import DAY, SIM_START, Out, World
+from shared.embedded import EmbeddedStack
+from shared.signing import Keyring
+from shared.timeutil import iso_week
+
+STEP = timedelta(hours=6)
+SETTLE_TIMEOUT = 120.0
+
+
+async def publish(pub: SignedPublisher, outs: list[Out]) -> None:
+    futures = []
+    for o in outs:
+        futures.append((o, await pub.send(o.topic, o.key, o.value, o.headers)))
+    await pub.flush()
+    for o, fut in futures:
+        if o.bad is not None:
+            where = pub.where(fut)
+            o.bad.partition, o.bad.offset = where.partition, where.offset
+
+
+async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> dict:
+    keyring = Keyring.from_file(stack.keys_file)
+    pub = SignedPublisher(stack.bootstrap, keyring)
+    col = Collector(stack.bootstrap)
+    await pub.start()
+    await col.start()
+    stats = {"settle": 0.0, "settles": 0, "sent": 0}
+
+    async def barrier() -> None:
+        stats["settle"] += await settle(stack.bootstrap, timeout=SETTLE_TIMEOUT)
+        stats["settles"] += 1
+        for rec in await col.drain():
+            doc = obs.add(rec.topic, rec.partition, rec.offset, rec.value)
+            if doc is not None:
+                world.observe(rec.topic, doc)
+
+    try:
+        world.plan()
+        steps = world.days * 4
+        day_sent, day_settle, day_t0 = Counter(), 0.0, time.monotonic()
+        for step in range(steps):
+            t0 = world.start + step * STEP
+            t1 = t0 + STEP
+            world.step_end = t1
+            control = world.run_due(t1, control=True)
+            if control:
+                await publish(pub, control)
+                day_sent.update(o.event_type for o in control)
+                await barrier()
+            outs = world.run_due(t1, control=False)
+            # the last tick stays inside the last week, so no pairs form for the week after
+            outs.append(world.tick(t1 if step < steps - 1 else t1 - timedelta(seconds=1)))
+            await publish(pub, outs)
+            day_sent.update(o.event_type for o in outs)
+            before = stats["settle"]
+            await barrier()
+            day_settle += stats["settle"] - before
+            if step % 4 == 3:
+                day = t0.date()
+                n = sum(day_sent.values())
+                print(f"day {step // 4 + 1:2d} {day} {iso_week(t0)}: sent {n:4d} "
+                      f"(arrivals {day_sent['ArrivalRecorded']:2d}, applications "
+                      f"{day_sent['ExpressionOfInterestSubmitted']:2d}, answers {day_sent['ReturnRequestAnswered']:2d}, "
+                      f"movements {day_sent['ReturnExecuted'] + day_sent['ReturnFailed'] + day_sent['AdmissionArrived']:2d})"
+                      f" | requests {len(world.requests):4d}, executed {len(world.executed_requests):3d}, "
+                      f"offers {len(world.offers_seen):3d} | settle {day_settle:4.1f}s, wall {time.monotonic() - day_t0:4.1f}s",
+                      flush=True)
+                stats["sent"] += n
+                day_sent, day_settle, day_t0 = Counter(), 0.0, time.monotonic()
+    finally:
+        for closer in (pub.stop, col.stop, close_probes):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+    return stats
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    wall0 = time.monotonic()
+    run_dir = Path(tempfile.mkdtemp(prefix="oioo-demo-"))
+    stack = EmbeddedStack(run_dir)
+    ok = False
+    try:
+        print(f"starting the embedded stack (logs in {run_dir / 'logs'}) ...", flush=True)
+        await stack.start_async()
+        print(f"stack up in {time.monotonic() - wall0:.1f}s: broker {stack.bootstrap}, redis {stack.redis_url}")
+        world = World(args.seed, Keyring.from_file(stack.keys_file), days=args.days, start=SIM_START)
+        obs = checks.Observed()
+        sim0 = time.monotonic()
+        stats = await simulate(stack, world, obs)
+        sim_wall = time.monotonic() - sim0
+        dead = [n for n, s in stack.services.items() if not s.alive]
+
+        print()
+        print(f"weekly figures (latest WeeklyBalance per ISO week), {world.start:%Y-%m-%d} + {args.days} days:")
+        print(checks.weekly_table(obs))
+        print()
+        print("summary:")
+        print(checks.summary(world, obs))
+        print()
+        print("invariants:")
+        results = checks.check_all(world, obs)
+        if obs.unreadable:
+            results.append(checks.Result("every outbound record is JSON", False, f"{len(obs.unreadable)} unreadable",
+                                         obs.unreadable[:5]))
+        results.append(checks.Result("every service is still running", not dead,
+                                     "all four up" if not dead else f"exited: {', '.join(dead)}"))
+        for r in results:
+            print(f"  {'PASS' if r.ok else 'FAIL'}  {r.name}: {r.detail}")
+            for p in r.problems:
+                print(f"          - {p}")
+        ok = all(r.ok for r in results)
+        print()
+        print(f"simulated {args.days} days in {sim_wall:.1f}s ({stats['settles']} settles, "
+              f"{stats['settle']:.1f}s waiting on them); {stats['sent']} events sent; "
+              f"wall time {time.monotonic() - wall0:.1f}s including stack start")
+        if dead:
+            print(stack.log_tails(30))
+        print("ALL PASS" if ok else "SOME INVARIANTS FAILED")
+        return 0 if ok else 1
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            print(f"demo failed: {exc!r}", file=sys.stderr)
+            print(stack.log_tails(30), file=sys.stderr)
+        raise
+    finally:
+        await stack.stop_async()
+        if ok and not args.keep_logs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            print(f"logs kept in {run_dir / 'logs'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=20250901)
+    parser.add_argument("--days", type=int, default=42)
+    parser.add_argument("--keep-logs", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - already reported, stack already stopped
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
