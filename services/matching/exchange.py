@@ -497,13 +497,17 @@ class Exchange:
             self._touch(f"pending:p:{seat.application_id}")
             self._dispatch(ev.ANY_INBOUND.validate_python(queued["event"]), Screening(**queued["screening"]))
 
+    def _defer_application(self, e: Any, s: Screening) -> None:
+        """Kept, with what enforcement said of it, until the expression of interest arrives."""
+        self.pending.setdefault(f"p:{e.application_id}", []).append(
+            {"event": e.model_dump(mode="json"), "screening": s.model_dump()})
+        self._touch(f"pending:p:{e.application_id}")
+        self._decide(e.application_id, "deferred", ["application_not_yet_submitted"])
+
     def _on_ApplicationVetted(self, e: ev.ApplicationVetted, s: Screening) -> None:
         seat = self.seats.get(e.application_id)
         if seat is None:
-            self.pending.setdefault(f"p:{e.application_id}", []).append(
-                {"event": e.model_dump(mode="json"), "screening": s.model_dump()})
-            self._touch(f"pending:p:{e.application_id}")
-            self._decide(e.application_id, "deferred", ["application_not_yet_submitted"])
+            self._defer_application(e, s)
             return
         if seat.vetting is not None:
             self._decide(seat.application_id, "ignored", ["already_vetted"])
@@ -541,10 +545,7 @@ class Exchange:
     def _on_ApplicationWithdrawn(self, e: ev.ApplicationWithdrawn, s: Screening) -> None:
         seat = self.seats.get(e.application_id)
         if seat is None:
-            self.pending.setdefault(f"p:{e.application_id}", []).append(
-                {"event": e.model_dump(mode="json"), "screening": {}})
-            self._touch(f"pending:p:{e.application_id}")
-            self._decide(e.application_id, "deferred", ["application_not_yet_submitted"])
+            self._defer_application(e, s)
             return
         if seat.status in ("withdrawn", "refused", "offered", "arrived"):
             self._decide(seat.application_id, "ignored", [f"application_{seat.status}"])
