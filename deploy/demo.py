@@ -13,12 +13,13 @@ At the end: the weekly figures (latest WeeklyBalance per week), a summary, and t
 invariants checked on what was observed (deploy.sim.checks), each PASS or FAIL. Exits 0 only
 if all pass; the stack is stopped in every case.
 
-Options: --seed (default 20250901), --days (default 42), --keep-logs.
+Options: --seed (default 20250901), --days (default 42), --keep-logs, --dump PATH.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 import tempfile
@@ -28,8 +29,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from deploy.sim import checks
-from deploy.sim.kafka import Collector, SignedPublisher, close_probes, settle
+from deploy.sim.kafka import OUTBOUND_TOPICS, Collector, SignedPublisher, close_probes, settle
 from deploy.sim.world import DAY, SIM_START, Out, World
+from shared import topics as T
 from shared.embedded import EmbeddedStack
 from shared.signing import Keyring
 from shared.timeutil import iso_week
@@ -52,7 +54,8 @@ async def publish(pub: SignedPublisher, outs: list[Out]) -> None:
 async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> dict:
     keyring = Keyring.from_file(stack.keys_file)
     pub = SignedPublisher(stack.bootstrap, keyring)
-    col = Collector(stack.bootstrap)
+    # the outbound topics, and ops.control.v1 too so that every ops.* topic is scanned for personal data
+    col = Collector(stack.bootstrap, (*OUTBOUND_TOPICS, T.OPS_CONTROL))
     await pub.start()
     await col.start()
     stats = {"settle": 0.0, "settles": 0, "sent": 0}
@@ -60,7 +63,10 @@ async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> 
     async def barrier() -> None:
         stats["settle"] += await settle(stack.bootstrap, timeout=SETTLE_TIMEOUT)
         stats["settles"] += 1
-        for rec in await col.drain():
+        records = await col.drain()
+        # requests first: a Decision about a request (held, accepted) may come in the same drain
+        records.sort(key=lambda r: r.topic != T.LIAISON_UK_RETURN_REQUESTS)
+        for rec in records:
             doc = obs.add(rec.topic, rec.partition, rec.offset, rec.value)
             if doc is not None:
                 world.observe(rec.topic, doc)
@@ -122,6 +128,8 @@ async def main_async(args: argparse.Namespace) -> int:
         stats = await simulate(stack, world, obs)
         sim_wall = time.monotonic() - sim0
         dead = [n for n, s in stack.services.items() if not s.alive]
+        if args.dump:
+            dump(args.dump, world, obs)
 
         print()
         print(f"weekly figures (latest WeeklyBalance per ISO week), {world.start:%Y-%m-%d} + {args.days} days:")
@@ -163,11 +171,21 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"logs kept in {run_dir / 'logs'}")
 
 
+def dump(path: str, world: World, obs: checks.Observed) -> None:
+    """Everything observed, one JSON line per outbound record, for a closer look afterwards."""
+    with open(path, "w", encoding="utf-8") as f:
+        for topic, recs in obs.records.items():
+            for partition, offset, doc, _ in recs:
+                f.write(json.dumps({"topic": topic, "partition": partition, "offset": offset, "event": doc}) + "\n")
+    print(f"observed records written to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=20250901)
     parser.add_argument("--days", type=int, default=42)
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--dump", metavar="PATH", help="write every observed outbound record to PATH (JSON lines)")
     args = parser.parse_args(argv)
     try:
         return asyncio.run(main_async(args))

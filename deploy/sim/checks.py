@@ -76,7 +76,8 @@ def check_all(world: World, obs: Observed) -> list[Result]:
         check_cap(world, obs), check_pause(world, obs), check_balance(obs), check_event_ids(obs),
         check_duplicates(world, obs), check_window(world, obs), check_blockers(world, obs),
         check_holds(world, obs), check_upheld(world, obs), check_decisions(world, obs),
-        check_dead_letters(world, obs), check_bans(world, obs), check_personal_data(world, obs),
+        check_offers(world, obs), check_seats(obs), check_fields(world, obs), check_dead_letters(world, obs), check_bans(world, obs),
+        check_personal_data(world, obs),
     ]
 
 
@@ -131,6 +132,8 @@ def check_balance(obs: Observed) -> Result:
 def check_event_ids(obs: Observed) -> Result:
     problems, total, repeats = [], 0, 0
     for topic, recs in obs.records.items():
+        if topic in T.INBOUND_TOPICS:
+            continue  # ours (ops.control.v1 is read only to scan it for personal data)
         seen: dict[str, str] = {}
         for _, _, doc, _ in recs:
             total += 1
@@ -257,7 +260,9 @@ def check_holds(world: World, obs: Observed) -> Result:
                 if req.ended_at is not None and req.ended_at <= b.visible_from:
                     continue  # the request ended before (or as) the blocker was read
                 holds += 1
-                if not req.held:
+                # held once the system read it (a Decision at or after it opened), or on hold already
+                if not (req.on_hold_at(b.opened_at)
+                        or any(kind == "held" and when >= b.opened_at for when, kind in req.holds)):
                     problems.append(f"request {rid}: {b.kind} opened {b.opened_at:%m-%d %H:%M} on a live request, "
                                     f"no 'held' Decision")
     alerts = Counter(d["kind"] for d in obs.first_of_each(T.OPS_ALERTS))
@@ -288,6 +293,83 @@ def check_upheld(world: World, obs: Observed) -> Result:
     upheld = sum(1 for a in world.arrivals.values() if a.upheld_at)
     return Result("none after an upheld claim or challenge; a held request is withdrawn", not problems,
                   f"{upheld} arrivals with an upheld outcome, {withdrawn} held requests withdrawn", _fmt(problems))
+
+
+# --------------------------------------------------------------------------- pairing rules
+
+def check_offers(world: World, obs: Observed) -> Result:
+    """An admission is offered only once every return paired with it has been executed; a
+    family's offers go out together."""
+    executed_at = {d["subject_ref"]: _t(d["occurred_at"]) for d in obs.first_of_each(T.OPS_AUDIT)
+                   if d["decision"] == "executed"}
+    problems, families = [], defaultdict(set)
+    offers = obs.first_of_each(T.LIAISON_UK_ADMISSION_NOTICES)
+    for o in offers:
+        t = _t(o["occurred_at"])
+        if not o["paired_request_ids"]:
+            problems.append(f"offer {o['application_id']} names no paired return")
+        for rid in o["paired_request_ids"]:
+            if rid not in executed_at or executed_at[rid] > t:
+                problems.append(f"offer {o['application_id']} at {t:%m-%d %H:%M}: return {rid} not executed by then")
+        if o["family_group_ref"]:
+            families[o["family_group_ref"]].add(o["occurred_at"])
+    problems += [f"family {ref} offered at {len(times)} different times" for ref, times in families.items()
+                 if len(times) > 1]
+    for ref in families:
+        members = [a for a in world.applications.values() if a.family_group_ref == ref]
+        offered = {o["application_id"] for o in offers if o["family_group_ref"] == ref}
+        left = [m.application_id for m in members if m.application_id not in offered and not m.withdrawn]
+        if left:
+            problems.append(f"family {ref}: {len(offered)} offered, {left} not")
+    return Result("offers only after every paired return executed; families offered whole and together",
+                  not problems, f"{len(offers)} offers, {len(families)} families offered", _fmt(problems))
+
+
+def check_seats(obs: Observed) -> Result:
+    """No return is requested without its admission seat."""
+    seated = set()
+    for d in obs.first_of_each(T.OPS_AUDIT):
+        if d["decision"] == "paired":
+            seated.update(r.removeprefix("request_") for r in d["reasons"] if r.startswith("request_"))
+    missing = [r["request_id"] for r in _requests(obs) if r["request_id"] not in seated]
+    return Result("no return requested without an admission seat paired to it", not missing,
+                  f"{len(_requests(obs))} requests", _fmt([f"request {m}: no applicant paired" for m in missing]))
+
+
+def check_fields(world: World, obs: Observed) -> Result:
+    """Outbound fields as the contract defines them: a request carries the particulars sent at
+    intake and reply_due_by = requested + 14 d; an offer's visa runs 3 months; every `week` is
+    the London ISO week of occurred_at; WeeklyBalance is published in event-time order."""
+    from shared.timeutil import add_months, iso_week
+
+    problems = []
+    for r in _requests(obs):
+        t = _t(r["occurred_at"])
+        if _t(r["reply_due_by"]) != t + WINDOW:
+            problems.append(f"request {r['request_id']}: reply_due_by {r['reply_due_by']} != requested + 14 d")
+        if r["week"] != iso_week(t):
+            problems.append(f"request {r['request_id']}: week {r['week']} != {iso_week(t)}")
+        a = world.arrivals.get(r["arrival_id"])
+        if a is not None:
+            p = a.person
+            sent = {"family_name": p.family_name, "given_names": p.given_names, "nationality": p.nationality,
+                    "date_of_birth": p.date_of_birth.isoformat() if p.date_of_birth else None}
+            wrong = [k for k, v in sent.items() if r[k] != v]
+            if wrong:
+                problems.append(f"request {r['request_id']}: {wrong} differ from the arrival")
+    for o in obs.first_of_each(T.LIAISON_UK_ADMISSION_NOTICES):
+        t = _t(o["occurred_at"])
+        if _t(o["visa_valid_until"]) != add_months(t, 3) or o["week"] != iso_week(t):
+            problems.append(f"offer {o['application_id']}: visa_valid_until/week wrong")
+    last = None
+    for b in obs.balances():
+        t = _t(b["occurred_at"])
+        if last is not None and t < last:
+            problems.append(f"WeeklyBalance {b['week']} at {t} published after one at {last}")
+        last = t
+    return Result("outbound fields (particulars, reply_due_by, visa, week) and balance order", not problems,
+                  f"{len(_requests(obs))} requests, {len(obs.first_of_each(T.LIAISON_UK_ADMISSION_NOTICES))} offers",
+                  _fmt(problems))
 
 
 # --------------------------------------------------------------------------- invariant 6: audit

@@ -5,9 +5,13 @@ Everything it sends goes through the contract's inbound topics only, and everyth
 of the system it learns from the outbound topics (`observe`). It keeps its own books of what it
 sent, in event time, so the demo can check the system against them (deploy.sim.checks).
 
-All randomness comes from one seeded `random.Random`, event ids included, so a run sends the
-same events every time. What the system answers can still differ in detail between runs: the
-services read several topics and partitions, whose interleaving is not fixed.
+All randomness is seeded: the planned traffic (arrivals, casework, applications, enforcement,
+operators, bad messages) comes from one `random.Random(seed)` drawn in event-time order, and
+every reaction to the system (France, escorts, late blockers, re-entries) from a generator keyed
+by the seed and the subject it is about, so reactions never shift the planned stream. Event ids
+are derived from the seed, type, subject and time. The same seed sends the same planned events;
+the system's answers can still differ in detail between runs, because the services read several
+topics and partitions whose interleaving is not fixed, and the reactions follow those answers.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 MINUTE = timedelta(minutes=1)
 SIM_START = datetime(2025, 9, 1, tzinfo=LONDON)  # a Monday
+SIM_NAMESPACE = uuid.UUID("0b5e7d3c-2f61-4c8e-9a51-6d2f0c9e4b17")
 DEFAULT_CAP = 50
 PRIORITY = ("ERI", "AFG", "SDN")
 
@@ -150,8 +155,24 @@ class Request:
     answered: str | None = None  # accepted | refused (as the system decided it)
     ended: str | None = None  # executed | refused | lapsed | failed | withdrawn
     ended_at: datetime | None = None
-    held: bool = False
+    holds: list[tuple[datetime, str]] = field(default_factory=list)  # (when, held | hold_lifted)
     withdrawn_on_wire: bool = False
+
+    @property
+    def held(self) -> bool:
+        """Ever held."""
+        return any(kind == "held" for _, kind in self.holds)
+
+    @property
+    def on_hold(self) -> bool:
+        return bool(self.holds) and self.holds[-1][1] == "held"
+
+    def on_hold_at(self, t: datetime) -> bool:
+        state = False
+        for when, kind in self.holds:
+            if when <= t:
+                state = kind == "held"
+        return state
 
 
 @dataclass
@@ -182,7 +203,9 @@ class Out:
 
 class World:
     def __init__(self, seed: int, keyring: Keyring, days: int = 42, start: datetime = SIM_START):
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.rng = random.Random(seed)  # the planned traffic only
+        self._ids: Counter = Counter()
         self.keyring = keyring
         self.start = start
         self.days = days
@@ -211,8 +234,14 @@ class World:
         self.accepted_seen: set[str] = set()
 
     # ---- ids, scheduling, sending ---------------------------------------------------------
-    def uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+    def rx(self, *parts: object) -> random.Random:
+        """A generator for one reaction, keyed by what it is about (str seeds hash stably)."""
+        return random.Random("|".join([str(self.seed), *map(str, parts)]))
+
+    def event_id(self, event_type: str, subject: object, when: datetime) -> str:
+        name = f"{self.seed}|{event_type}|{subject}|{when.isoformat()}"
+        self._ids[name] += 1
+        return str(uuid.uuid5(SIM_NAMESPACE, f"{name}|{self._ids[name]}"))
 
     def next_id(self, prefix: str, width: int = 5) -> str:
         self._n[prefix] += 1
@@ -240,19 +269,22 @@ class World:
         return out
 
     def event(self, event_type: str, when: datetime, producer: str, **fields: Any) -> dict:
-        return {"event_id": self.uuid(), "event_type": event_type, "occurred_at": ts(when),
-                "producer": producer, **fields}
+        subject = next((fields[k] for k in ("arrival_id", "application_id", "request_id", "report_id", "week")
+                        if k in fields), producer)
+        return {"event_id": self.event_id(event_type, subject, when), "event_type": event_type,
+                "occurred_at": ts(when), "producer": producer, **fields}
 
-    def emit(self, topic: str, key: str | None, doc: dict, when: datetime, *, dup_delay: timedelta | None = None) -> None:
+    def emit(self, topic: str, key: str | None, doc: dict, when: datetime, *, dup_ok: bool = True) -> None:
         value = json.dumps(doc, separators=(",", ":")).encode()
         self.outbox.append(Out(when, topic, key, value, doc["event_type"]))
         self.sent_types[doc["event_type"]] += 1
         etype = doc["event_type"]
-        if self._dup_budget[etype] > 0 and self.rng.random() < 0.06:
+        pick = self.rx("duplicate", doc["event_id"])
+        if dup_ok and self._dup_budget[etype] > 0 and pick.random() < 0.06:
             self._dup_budget[etype] -= 1
             subject = next((doc[k] for k in ("arrival_id", "application_id", "request_id") if k in doc), None)
             self.duplicates[doc["event_id"]] = (etype, subject)
-            delay = dup_delay if dup_delay is not None else self.rng.choice((timedelta(0), DAY, 2 * DAY))
+            delay = pick.choice((timedelta(0), DAY, 2 * DAY))
             if delay:
                 self.at(when + delay, self._resend, topic, key, value, etype, doc["event_id"])
             else:
@@ -325,7 +357,7 @@ class World:
     # ---- Border Force and casework -----------------------------------------------------------
     def _arrive(self, when: datetime, person: Person, landed: datetime, point: str, vessel: str,
                 rescued: bool, reentry_of: str | None) -> None:
-        rng = self.rng
+        rng = self.rx("reentry", reentry_of) if reentry_of else self.rng
         reentrant = bool(person.returned_by)
         profile = "reentry" if reentrant else _pick(rng, PROFILES)
         if profile in ("minor_assessed_adult", "minor_confirmed") and person.date_of_birth is not None:
@@ -334,8 +366,8 @@ class World:
         # a returned person who comes back often claims asylum: the claim no longer blocks them
         asylum = profile.startswith("asylum") or (profile == "reentry" and rng.random() < 0.6)
         departed = rng.choice(("BEL", "NLD", "DEU")) if profile == "not_from_france" else "FRA"
-        arrival = Arrival(self.next_id("BF-25-"), person, landed, when, departed, claimed_minor, asylum,
-                          reentrant, profile)
+        arrival_id = f"{reentry_of}-R" if reentry_of else self.next_id("BF-25-")
+        arrival = Arrival(arrival_id, person, landed, when, departed, claimed_minor, asylum, reentrant, profile)
         self.arrivals[arrival.arrival_id] = arrival
         person.arrivals.append(arrival.arrival_id)
         if reentrant:
@@ -353,7 +385,7 @@ class World:
                          nationality=person.nationality, claimed_minor=claimed_minor, landed_at=ts(landed),
                          landing_point=point, vessel_ref=vessel, departed_from=departed,
                          rescued_at_sea=rescued or profile == "rescued_plain", asylum_claimed=asylum)
-        self.emit(T.BORDER_ARRIVALS, arrival.arrival_id, doc, when)
+        self.emit(T.BORDER_ARRIVALS, arrival.arrival_id, doc, when, dup_ok=not reentry_of)
         arrival.sent = True
         self._plan_casework(arrival)
 
@@ -396,15 +428,15 @@ class World:
                     b.resolved_at, b.outcome = when, "assessed_adult"
 
     def _open_claim(self, when: datetime, a: Arrival, kind: str, late: bool = False) -> None:
-        rng = self.rng
+        rng = self.rx("claim", a.arrival_id, len(a.blockers))
         if late and self._request_over(a):
             return  # removed already, or the request is gone: nothing to challenge
         if kind == "protection":
-            ref = self.next_id("PC-", 4)
+            ref = f"PC-{a.arrival_id}-{len(a.blockers) + 1}"
             self._casework(a, "ProtectionClaimLodged", when, claim_id=ref,
                            kind=rng.choice(("human_rights", "trafficking", "further_submissions")))
         else:
-            ref = self.next_id("LC-", 4)
+            ref = f"LC-{a.arrival_id}-{len(a.blockers) + 1}"
             self._casework(a, "LegalChallengeFiled", when, challenge_id=ref,
                            kind=rng.choice(("judicial_review", "injunction", "appeal")))
         a.blockers.append(Blocker(kind, ref, when, self.step_end))
@@ -430,12 +462,12 @@ class World:
         if a.absconded_now() or (late and self._request_over(a)):
             return
         self._casework(a, "PersonAbsconded", when)
-        self._note_abscond(a, when)
+        self._note_abscond(a, when, self.rx("abscond", a.arrival_id, len(a.blockers)))
 
-    def _note_abscond(self, a: Arrival, when: datetime) -> None:
-        a.blockers.append(Blocker("absconded", self.next_id("ABS-", 4), when, self.step_end))
-        if self.rng.random() < 0.7:
-            self.at(when + timedelta(days=self.rng.uniform(2, 8)), self._detain, a)
+    def _note_abscond(self, a: Arrival, when: datetime, rng: random.Random) -> None:
+        a.blockers.append(Blocker("absconded", f"ABS-{a.arrival_id}-{len(a.blockers) + 1}", when, self.step_end))
+        if rng.random() < 0.7:
+            self.at(when + timedelta(days=rng.uniform(2, 8)), self._detain, a)
 
     def _detain(self, when: datetime, a: Arrival) -> None:
         if not a.absconded_now():
@@ -502,8 +534,9 @@ class World:
     def _illegal_working(self, when: datetime) -> None:
         rng = self.rng
         r = rng.random()
-        if r < 0.6 and self.arrivals:
-            biometric = rng.choice(list(self.arrivals.values())).person.biometric_id
+        planned = [a for a in self.arrivals.values() if not a.reentrant]
+        if r < 0.6 and planned:
+            biometric = rng.choice(planned).person.biometric_id
         elif r < 0.85 and self.applications:
             biometric = rng.choice(list(self.applications.values())).biometric_id
         else:
@@ -622,8 +655,9 @@ class World:
                 self.offers_seen.add(app_id)
                 if app_id in self.applications:
                     self.applications[app_id].offered = True
-                if self.rng.random() < 0.9:
-                    self.at(_t(doc["occurred_at"]) + timedelta(days=self.rng.uniform(2, 7)), self._admit, app_id)
+                rng = self.rx("admission", app_id)
+                if rng.random() < 0.9:
+                    self.at(_t(doc["occurred_at"]) + timedelta(days=rng.uniform(2, 7)), self._admit, app_id)
         elif topic == T.OPS_AUDIT and etype == "Decision":
             self._seen_decision(doc)
 
@@ -637,7 +671,7 @@ class World:
         a = self.arrivals.get(req.arrival_id)
         if a is not None:
             a.requests.append(rid)
-        rng = self.rng
+        rng = self.rx("france", rid)
         # the French liaison
         r = rng.random()
         if r < 0.80:
@@ -671,7 +705,7 @@ class World:
         if decision == "accepted" and subject not in self.accepted_seen:
             self.accepted_seen.add(subject)
             req.answered = "accepted"
-            self.at(when + timedelta(days=self.rng.uniform(1, 5)), self._escort, subject, 0)
+            self.at(when + timedelta(days=self.rx("escort", subject).uniform(1, 5)), self._escort, subject, 0)
         elif decision == "refused":
             req.answered = req.answered or "refused"
             self._end(req, "lapsed" if "reply_lapsed" in doc["reasons"] else "refused", when)
@@ -682,15 +716,16 @@ class World:
                 a = self.arrivals.get(req.arrival_id)
                 if a is not None:
                     a.person.returned_by.append(subject)
-                    if self.rng.random() < 0.22:
-                        back = when + timedelta(days=self.rng.uniform(3, 12))
+                    rng = self.rx("comes-back", subject)
+                    if rng.random() < 0.22:
+                        back = when + timedelta(days=rng.uniform(3, 12))
                         self.at(back, self._reenter, a)
         elif decision == "failed":
             self._end(req, "failed", when)
         elif decision == "withdrawn":
             self._end(req, "withdrawn", when)
-        elif decision == "held":
-            req.held = True
+        elif decision in ("held", "hold_lifted"):
+            req.holds.append((when, decision))
 
     @staticmethod
     def _end(req: Request, how: str, when: datetime) -> None:
@@ -702,18 +737,19 @@ class World:
         if req.ended is not None:
             return
         a = self.arrivals.get(req.arrival_id)
-        if a is not None and a.open_blockers(when):
-            # on hold (a claim, a challenge, absconded): escorts wait for it to be resolved
-            if postponed < 30 and a.upheld_at is None:
+        if (a is not None and a.open_blockers(when)) or req.on_hold:
+            # on hold (a claim, a challenge, absconded): escorts wait until the blocker is
+            # resolved and the system has lifted the hold
+            if postponed < 30 and (a is None or a.upheld_at is None):
                 self.at(when + DAY, self._escort, rid, postponed + 1)
             return
-        rng = self.rng
+        rng = self.rx("escort", rid, postponed)
         if rng.random() < 0.07:
             reason = rng.choice(("absconded", "medical", "disruption", "refused_boarding"))
             doc = self.event("ReturnFailed", when, "escort-teams", request_id=rid, reason=reason)
             self.emit(T.TRANSFERS_MOVEMENTS, rid, doc, when)
             if reason == "absconded" and a is not None and not a.absconded_now():
-                self._note_abscond(a, when)
+                self._note_abscond(a, when, rng)
         else:
             doc = self.event("ReturnExecuted", when, "escort-teams", request_id=rid,
                              flight_ref=f"FL-CQF-{when:%m%d}-{rng.randint(1, 3)}")
@@ -724,7 +760,7 @@ class World:
         self.emit(T.TRANSFERS_MOVEMENTS, app_id, doc, when)
 
     def _reenter(self, when: datetime, previous: Arrival) -> None:
-        rng = self.rng
+        rng = self.rx("reentry-landing", previous.arrival_id)
         landed = when - timedelta(hours=rng.uniform(0.5, 3))
         self._arrive(when, previous.person, landed, rng.choice(LANDING_POINTS), f"SB-{landed:%m%d}-R",
                      False, previous.arrival_id)
