@@ -167,8 +167,7 @@ class Runner:
                 for rec in (r for recs in got.values() for r in recs):
                     tp = TopicPartition(rec.topic, rec.partition)
                     if rec.offset < ends[tp]:
-                        self.service.handle(rec, ctx)
-                        ctx.changes.offsets[f"{rec.topic}:{rec.partition}"] = rec.offset + 1
+                        self._take(rec, ctx)
                 for tp in list(remaining):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.pop(tp)
@@ -224,14 +223,18 @@ class Runner:
             await self._recover()
             raise
 
+    def _take(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
+        """Hand one record to the service unless its offset was consumed already, and track it."""
+        tp = f"{rec.topic}:{rec.partition}"
+        if rec.offset < self.offsets.get(tp, 0) or rec.offset < ctx.changes.offsets.get(tp, 0):
+            return
+        self.service.handle(rec, ctx)
+        ctx.changes.offsets[tp] = rec.offset + 1
+
     async def _apply_batch(self, records: list[ConsumerRecord], replay: bool) -> None:
         ctx = BatchContext(self.seen, replay=replay)
         for rec in records:
-            tp = f"{rec.topic}:{rec.partition}"
-            if rec.offset < self.offsets.get(tp, 0) or rec.offset < ctx.changes.offsets.get(tp, 0):
-                continue
-            self.service.handle(rec, ctx)
-            ctx.changes.offsets[tp] = rec.offset + 1
+            self._take(rec, ctx)
         if ctx.changes.empty():
             return
         if not replay and ctx.out:

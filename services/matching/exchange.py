@@ -428,8 +428,8 @@ class Exchange:
         self._count("returns_executed")
         self.meta.cumulative_returns_executed += 1
         self._decide(pair.request_id, "executed", reasons)
-        if pair.application_id is None:
-            return  # its seat is owed: the matching pass gives it to the next ready applicant
+        # a pair without a seat now has its seat owed: the matching pass gives it to the next
+        # ready applicant
 
     def _on_ReturnFailed(self, e: ev.ReturnFailed, s: Screening) -> None:
         pair = self._open_pair(e.request_id)
