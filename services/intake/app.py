@@ -1,17 +1,15 @@
 """Intake wiring: every inbound contract topic in, accepted events or dead letters out."""
 from __future__ import annotations
 
-import base64
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
 
 from services.intake.rules import Accepted, screen
 from shared import topics
 from shared.events.internal import AcceptedEvent
-from shared.events.outbound import Alert, DeadLetter
-from shared.ids import derived_id
+from shared.dead_letters import dead_letter
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
 from shared.signing import Keyring
@@ -52,24 +50,12 @@ class Intake(Service):
         ctx.emit(topics.INTAKE_ACCEPTED, key, envelope.model_dump_json().encode())
 
     def _dead_letter(self, rec: ConsumerRecord, code: str, detail: str, ctx: BatchContext) -> None:
-        cause = f"{rec.topic}:{rec.partition}:{rec.offset}"
-        when = self.now or datetime.fromtimestamp(rec.timestamp / 1000, tz=timezone.utc)
-        letter = DeadLetter(
-            event_id=derived_id(cause, "dead-letter"), occurred_at=when, producer=PRODUCER,
-            source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
-            error_code=code, error_detail=detail,
-            raw_value_b64=base64.b64encode(rec.value or b"").decode("ascii"),
-        )
+        letter, alert = dead_letter(topic=rec.topic, partition=rec.partition, offset=rec.offset, raw=rec.value,
+                                    code=code, detail=detail, when=self.now, producer=PRODUCER)
         key = rec.key.decode("utf-8", "replace") if rec.key else None
         ctx.emit(topics.OPS_DEAD_LETTERS, key, letter)
-        alert = Alert(
-            event_id=derived_id(cause, "dead-letter-alert"), occurred_at=when, producer=PRODUCER,
-            alert_id=str(derived_id(cause, "alert")), severity="warning", kind="dead_letter",
-            subject_ref=cause, message=f"{code} on {rec.topic} partition {rec.partition} offset {rec.offset}",
-        )
-        ctx.emit(topics.OPS_ALERTS, cause, alert)
-        # the offset is consumed: record it so the letter is not written twice on redelivery
-        log.warning("dead letter %s at %s", code, cause)
+        ctx.emit(topics.OPS_ALERTS, alert.subject_ref, alert)
+        log.warning("dead letter %s at %s", code, alert.subject_ref)
 
 
 def build(settings: Settings | None = None) -> Runner:

@@ -87,6 +87,9 @@ class DeadLetter(Event):
     source_topic: str
     partition: int
     offset: int
-    error_code: Literal["not_json", "unknown_type", "schema", "signature", "unauthorised_producer"]
+    error_code: Literal["too_large", "signature", "unauthorised_producer", "not_json", "unknown_type",
+                        "schema", "implausible_time", "processing_error"]
     error_detail: str
     raw_value_b64: str
+    raw_size: int
+    raw_sha256: str
