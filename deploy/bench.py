@@ -29,7 +29,7 @@ from pathlib import Path
 
 from deploy.sim.kafka import Collector, SettleTimeout, SignedPublisher, close_probes, settle
 from shared import topics as T
-from shared.embedded import EmbeddedStack
+from deploy.embedded import EmbeddedStack
 from shared.signing import Keyring
 from shared.timeutil import LONDON, iso_week
 

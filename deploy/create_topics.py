@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from shared.embedded import ensure_topics, wait_for_kafka
+from deploy.embedded import ensure_topics, wait_for_kafka
 
 
 async def run(bootstrap: str, specs: list[dict], wait: float, replication_factor: int) -> None:

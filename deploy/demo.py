@@ -32,7 +32,7 @@ from deploy.sim import checks
 from deploy.sim.kafka import OUTBOUND_TOPICS, Collector, SignedPublisher, close_probes, settle
 from deploy.sim.world import DAY, SIM_START, Out, World
 from shared import topics as T
-from shared.embedded import EmbeddedStack
+from deploy.embedded import EmbeddedStack
 from shared.signing import Keyring
 from shared.timeutil import iso_week
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.embedded import REPO_ROOT, SERVICES, EmbeddedStack, wait_ready
+from deploy.embedded import REPO_ROOT, SERVICES, EmbeddedStack, wait_ready
 
 RUN_DIR = REPO_ROOT / ".run"
 PID_DIR = RUN_DIR / "pids"

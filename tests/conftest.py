@@ -13,8 +13,8 @@ import os
 import pytest
 import pytest_asyncio
 
-from shared import embedded
-from shared.embedded import EmbeddedStack
+from deploy import embedded
+from deploy.embedded import EmbeddedStack
 from tests.support.client import ContractClient, Observer
 from tests.support.house import House
 

@@ -7,9 +7,9 @@ import sys
 import pytest
 import redis
 
-from shared import embedded
+from deploy import embedded
 from shared.topics import TOPICS
-from shared.embedded import ServiceProcess, spawn, start_redis, wait_ready_async
+from deploy.embedded import ServiceProcess, spawn, start_redis, wait_ready_async
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.embedded import EmbeddedStack, tail
+from deploy.embedded import EmbeddedStack, tail
 from shared.signing import Keyring
 from tests.support.client import ContractClient, Observer
 

@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from shared.embedded import SERVICES
+from deploy.embedded import SERVICES
 from shared.topics import TOPICS, topics_json
 
 ROOT = Path(__file__).resolve().parents[2]
