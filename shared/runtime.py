@@ -1,27 +1,36 @@
-"""The one consume -> decide -> publish -> persist -> commit loop every service runs.
+"""The one consume -> decide -> commit -> relay -> acknowledge loop every service runs.
 
 A service is a `Service`: it keeps its state in memory, decides from each input record, and
 puts what it decided into a `BatchContext` (records to store, events to publish). The runner:
 
-* consumes its input topics in batches with FastStream (AckPolicy.NACK_ON_ERROR: offsets are
-  committed only after the batch's work; an error rewinds and the batch is delivered again);
-* skips records at offsets the state already consumed (a redelivery after a crash), and events
-  whose event_id it has seen (duplicates);
-* publishes what the batch decided, then commits the state with ONE Lua script (records,
-  consumed event ids and offsets, version check, weekly cap check), then acknowledges.
-  Outbound ids are derived from their causes, so a batch decided again after a crash publishes
-  the same events with the same ids and consumers drop them;
-* on start against an empty Redis, rebuilds the state by replaying its input topics from the
-  beginning up to the group's committed offsets without publishing (what was committed was
-  published before). A Redis flushed mid-run is noticed by the version check and rebuilt the
-  same way.
+* holds the service's lease first (one fenced writer; a second instance waits as a hot
+  standby and takes over when the lease expires);
+* loads the state from Redis, publishes what the outbox still holds, and replays the gap
+  between the offsets Redis has and the group's committed offsets (a Redis flushed, restarted
+  empty or restored from an older backup ends where one never lost would), publishing nothing:
+  what Kafka's committed offsets cover was published before;
+* consumes its input topics in batches with FastStream (AckPolicy.NACK_ON_ERROR), hands each
+  record to the service once (records below the stored offsets are redeliveries, event ids
+  already seen are duplicates); a record that makes the service raise is dead-lettered on its
+  own with `processing_error` and the batch is decided again without it (poison never blocks);
+* commits the batch with ONE Lua script (fencing token, version, weekly cap, records, offsets,
+  event ids, outbox), then the relay publishes the outbox and trims it, then the offsets are
+  acknowledged. Nothing reaches a topic that Redis did not commit, and a crash anywhere
+  publishes the same events (same ids, same content) again;
+* waits out outages (broker or Redis unreachable) with capped, jittered backoff, and reports
+  not-ready meanwhile; SIGTERM finishes the batch in hand and exits.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import signal
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +38,26 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from shared import faults, metrics, topics
+from shared.backoff import until_done
+from shared.dead_letters import dead_letter, record_place
 from shared.events.base import Event
+from shared.events.outbound import Alert
+from shared.health import HealthServer
+from shared.ids import derived_id
+from shared.lease import Lease
 from shared.settings import Settings
-from shared.store import CapExceeded, Changes, RecordStore, Snapshot, StaleState
+from shared.store import CapExceeded, Changes, Commit, Fenced, RecordStore, Snapshot, StaleState
 
 log = logging.getLogger("oioo.runtime")
 
 JSON_HEADERS = {"content-type": "application/json"}
+EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
+LEASE_LOST_EXIT = 75  # EX_TEMPFAIL: the supervisor restarts us, and we wait as a standby
 
 
 @dataclass
@@ -51,15 +71,18 @@ class Outgoing:
 class BatchContext:
     """What one batch decided: state changes to commit and events to publish."""
 
-    def __init__(self, seen: set[str], replay: bool = False):
+    def __init__(self, seen, replay: bool = False, high: float = 0.0):
         self._seen = seen
         self.replay = replay
         self.changes = Changes()
         self.out: list[Outgoing] = []
         self._new_seen: set[str] = set()
+        self.high = high  # the duplicate filter's clock: the latest event time seen, in seconds
 
-    def first_time(self, event_id: str) -> bool:
-        """True once per event id across the service's whole history (and records it)."""
+    def first_time(self, event_id: str, when: datetime | None = None) -> bool:
+        """True once per event id within the duplicate filter's horizon (and records it)."""
+        if when is not None and when.timestamp() > self.high:
+            self.high = when.timestamp()
         if event_id in self._seen or event_id in self._new_seen:
             return False
         self._new_seen.add(event_id)
@@ -83,7 +106,21 @@ class Service(ABC):
 
     @abstractmethod
     def handle(self, record: ConsumerRecord, ctx: BatchContext) -> None:
-        """Decide on one input record; never raises for bad input (dead-letter it instead)."""
+        """Decide on one input record. Raising dead-letters the record (processing_error)."""
+
+
+class _Poison(Exception):
+    def __init__(self, place: str, detail: str):
+        super().__init__(detail)
+        self.place, self.detail = place, detail
+
+
+class _Stopping(Exception):
+    """The instance is shutting down or lost its lease: the batch is left for the next holder."""
+
+
+class _Incomplete(Exception):
+    """The log ends before the committed offsets: the state cannot be rebuilt from it."""
 
 
 async def _raw_decoder(msg: Any) -> Any:
@@ -96,25 +133,39 @@ class Runner:
     def __init__(self, service: Service, settings: Settings, redis: Redis | None = None):
         self.service = service
         self.settings = settings
+        self.instance = settings.instance or service.name
         self.group_id = f"oioo-{service.name}"
-        self.redis = redis or Redis.from_url(settings.redis_url)
+        self.producer_name = f"oioo-{service.name}"
+        self.redis = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
         self.store = RecordStore(self.redis, service.name)
+        self.lease = Lease(self.redis, self.store, self.instance, settings.lease_ttl_ms)
+        self.metrics = metrics.for_service(service.name)
         self.version = 0
-        self.seen: set[str] = set()
+        self.seen: dict[str, float] = {}
+        self.high = 0.0
         self.offsets: dict[str, int] = {}
+        self.loaded = False
+        self.incomplete = False
+        self.up = {"redis": True, "broker": True}
+        self.exit_code = 0
+        self._must_recover = False
+        self._stopping = False
+        self._alerts: list[Alert] = []
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
             enable_idempotence=False,
-            client_id=f"oioo-{service.name}",
+            client_id=f"oioo-{self.instance}",
+            middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
             log_level=logging.DEBUG,
+            **self._kafka_security(),
         )
         self.subscriber = self.broker.subscriber(
             *service.input_topics,
             group_id=self.group_id,
             batch=True,
             max_records=settings.max_batch,
-            batch_timeout_ms=50,
+            batch_timeout_ms=settings.batch_timeout_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_decoder,
@@ -123,67 +174,221 @@ class Runner:
             title=f"{service.name}-input",
         )
         self.subscriber(self._consume)
-        self.app = FastStream(self.broker)
-        self.app.on_startup(self.load)
-        self.app.after_startup(self._announce_ready)
+        self.app = FastStream(self.broker)  # the AsyncAPI document is generated from it
         self._lock = asyncio.Lock()
+
+    def _kafka_security(self) -> dict[str, Any]:
+        return {}
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def main(self) -> int:
+        self._stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        health = None
+        if self.settings.health_port is not None:
+            health = HealthServer(self.settings.health_host, self.settings.health_port, self.checks, self.role)
+            await health.start()
+        try:
+            if await self._stand_by():
+                await self._become_active()
+                await self._stop.wait()
+        finally:
+            await self._shutdown()
+            if health is not None:
+                await health.stop()
+        return self.exit_code
+
+    async def _stand_by(self) -> bool:
+        """Wait for the lease; False when told to stop first."""
+        announced = False
+        while not self._stop.is_set():
+            if await until_done("redis (lease)", self.lease.try_acquire, self._redis_outage):
+                self.metrics.lease.set(1)
+                return True
+            if not announced:
+                log.info("%s: standing by; %s holds the lease", self.instance, self.service.name)
+                announced = True
+            await self._sleep(max(0.2, self.settings.lease_ttl_ms / 3000))
+        return False
+
+    async def _become_active(self) -> None:
+        self._keeper = asyncio.create_task(self._keep_lease())
+        await until_done("broker (connect)", self.broker.connect, self._broker_outage)
+        try:
+            await self._recover()
+        except _Incomplete:
+            return  # stays up, not ready, until an operator acts; the alert says why
+        await self._relay()
+        await until_done("broker (start)", self.broker.start, self._broker_outage)
+        self._probe = asyncio.create_task(self._watch())
+        self._announce_ready()
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        for task in (getattr(self, "_keeper", None), getattr(self, "_probe", None)):
+            if task is not None:
+                task.cancel()
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout=self.settings.stop_grace_s)
+        except asyncio.TimeoutError:
+            log.warning("%s: the batch in hand did not finish in time; it will be delivered again", self.instance)
+        try:
+            await asyncio.wait_for(self.broker.stop(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway
+            log.warning("%s: broker did not close cleanly (%s)", self.instance, exc.__class__.__name__)
+        try:
+            await asyncio.wait_for(self.lease.release(), timeout=2)
+            await self.redis.aclose()
+        except Exception:  # noqa: BLE001 - Redis may be the thing that is down
+            pass
+        self.metrics.lease.set(0)
+        log.info("%s: stopped", self.instance)
+
+    def _lost_lease(self, why: str) -> None:
+        log.critical("%s: lost the lease (%s); stopping so a standby can take over", self.instance, why)
+        self.lease.value = None
+        self.metrics.lease.set(0)
+        self.exit_code = LEASE_LOST_EXIT
+        self._stop.set()
+        raise _Stopping(why)
+
+    async def _keep_lease(self) -> None:
+        every = self.settings.lease_ttl_ms / 3000
+        while True:
+            await asyncio.sleep(every)
+            try:
+                state = await self.lease.renew()
+                self._redis_outage(False)
+            except Exception:  # noqa: BLE001 - an outage: the commit script fences us if it lasts
+                self._redis_outage(True)
+                continue
+            if state == "gone":
+                # Redis was flushed or restarted empty: take the lease again and rebuild.
+                if await self.lease.try_acquire():
+                    log.warning("%s: the lease vanished (Redis emptied?); re-acquired, state will be rebuilt",
+                                self.instance)
+                    self._must_recover = True
+                    continue
+                state = "taken"
+            if state == "taken":
+                try:
+                    self._lost_lease("another instance holds it")
+                except _Stopping:
+                    return
+
+    async def _watch(self) -> None:
+        """Readiness: ping Redis and the broker every two seconds."""
+        while True:
+            await asyncio.sleep(2)
+            try:
+                await asyncio.wait_for(self.redis.ping(), 2)
+                self._redis_outage(False)
+            except Exception:  # noqa: BLE001
+                self._redis_outage(True)
+            try:
+                self._broker_outage(not await self.broker.ping(2))
+            except Exception:  # noqa: BLE001
+                self._broker_outage(True)
+
+    def _redis_outage(self, down: bool) -> None:
+        self.up["redis"] = not down
+
+    def _broker_outage(self, down: bool) -> None:
+        self.up["broker"] = not down
+
+    def checks(self) -> dict[str, bool]:
+        return {"lease": self.lease.held, "state": self.loaded and not self.incomplete,
+                "redis": self.up["redis"], "broker": self.up["broker"]}
+
+    def role(self) -> str:
+        return "active" if self.lease.held else "standby"
+
+    def _announce_ready(self) -> None:
+        if self.settings.ready_file:
+            Path(self.settings.ready_file).write_text("active\n")
+        log.info("%s: active, consuming %s", self.instance, ", ".join(self.service.input_topics))
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
 
     # ---- state ---------------------------------------------------------------------------
     def _adopt(self, snap: Snapshot) -> None:
         self.version = snap.version
-        self.seen = set(snap.seen)
+        self.seen = dict(snap.seen) if isinstance(snap.seen, dict) else dict.fromkeys(snap.seen, 0.0)
+        self.high = max(self.seen.values(), default=0.0)
         self.offsets = dict(snap.offsets)
         self.service.restore(snap)
+        self.loaded = True
 
-    async def load(self) -> None:
-        snap = await self.store.load()
-        if snap.version == 0:
-            await self.rebuild()
-        else:
-            self._adopt(snap)
-            log.info("%s: state loaded at version %s", self.service.name, snap.version)
+    async def _reload(self) -> Snapshot:
+        snap = await until_done("redis (load)", self.store.load, self._redis_outage)
+        self._adopt(snap)
+        return snap
 
-    async def rebuild(self) -> None:
-        """Replay the input topics up to the committed offsets, publishing nothing."""
-        self._adopt(Snapshot(0, {}, set(), {}, {}))
-        ends = await self._committed_offsets()
-        if not ends:
+    async def _recover(self) -> None:
+        """Load what Redis holds, then replay what Kafka's committed offsets say is missing."""
+        self._must_recover = False
+        snap = await self._reload()
+        log.info("%s: state loaded at version %s", self.instance, snap.version)
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        ends = await until_done("broker (committed offsets)", self._committed_offsets, self._broker_outage)
+        gaps = {tp: (self.offsets.get(f"{tp.topic}:{tp.partition}", 0), end) for tp, end in ends.items()}
+        gaps = {tp: (start, end) for tp, (start, end) in gaps.items() if start < end}
+        if not gaps:
             return
-        log.warning("%s: Redis holds no state; rebuilding from %d partitions", self.service.name, len(ends))
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
-        )
-        await reader.start()
+        log.warning("%s: Redis is behind the committed offsets on %d partition(s); replaying %d records",
+                    self.instance, len(gaps), sum(e - s for s, e in gaps.values()))
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
+                                  enable_auto_commit=False, **self._kafka_security())
+        await until_done("broker (reader)", reader.start, self._broker_outage)
         try:
-            reader.assign(list(ends))
-            await reader.seek_to_beginning(*ends)
-            # One context and ONE commit for the whole replay: a crash half-way leaves Redis
-            # empty, so the next start rebuilds again instead of trusting a partial state.
-            ctx = BatchContext(self.seen, replay=True)
-            remaining = dict(ends)
+            reader.assign(list(gaps))
+            first = await reader.beginning_offsets(list(gaps))
+            last = await reader.end_offsets(list(gaps))
+            short = [tp for tp, (start, end) in gaps.items() if first[tp] > start or last[tp] < end]
+            if short:
+                await self._incomplete(short, gaps, first, last)
+            for tp, (start, _) in gaps.items():
+                reader.seek(tp, start)
+            remaining = dict(gaps)
             while remaining:
-                got = await reader.getmany(*remaining, timeout_ms=1000, max_records=self.settings.max_batch)
-                for rec in (r for recs in got.values() for r in recs):
-                    tp = TopicPartition(rec.topic, rec.partition)
-                    if rec.offset < ends[tp]:
-                        self._take(rec, ctx)
+                got = await reader.getmany(*remaining, timeout_ms=500, max_records=self.settings.replay_chunk)
+                chunk = [r for tp, recs in got.items() for r in recs if r.offset < gaps[tp][1]]
+                if chunk:
+                    await self._process(chunk, replay=True)
                 for tp in list(remaining):
-                    if await reader.position(tp) >= ends[tp]:
+                    if await reader.position(tp) >= gaps[tp][1]:
                         remaining.pop(tp)
-            if not ctx.changes.empty():
-                self.version = await self.store.commit(0, ctx.changes)
-                self.seen.update(ctx.changes.seen)
-                self.offsets.update(ctx.changes.offsets)
         finally:
             await reader.stop()
-        log.warning("%s: rebuilt to version %s", self.service.name, self.version)
+        log.warning("%s: caught up at version %s", self.instance, self.version)
+
+    async def _incomplete(self, short, gaps, first, last) -> None:
+        self.incomplete = True
+        where = ", ".join(f"{tp.topic}:{tp.partition} holds {first[tp]}..{last[tp]}, needs {gaps[tp][0]}..{gaps[tp][1]}"
+                          for tp in short)
+        log.critical("%s: cannot rebuild: the log does not hold what the committed offsets cover (%s)",
+                     self.instance, where)
+        subject = f"{self.service.name}:rebuild"
+        alert = Alert(event_id=derived_id(subject, where), occurred_at=self._now(), producer=self.producer_name,
+                      alert_id=str(derived_id(subject, where, "alert")), severity="critical",
+                      kind="rebuild_incomplete", subject_ref=subject,
+                      message=f"{self.service.name} cannot rebuild its state: the log ends before the "
+                              f"committed offsets ({where}); restore Redis or the topics, then restart it")
+        await until_done("broker (alert)", lambda: self._publish([[topics.OPS_ALERTS, subject, alert.to_json().decode()]]),
+                         self._broker_outage)
+        raise _Incomplete(where)
 
     async def _committed_offsets(self) -> dict[TopicPartition, int]:
-        probe = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.group_id, enable_auto_commit=False,
-        )
+        probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                                 group_id=self.group_id, enable_auto_commit=False, **self._kafka_security())
         await probe.start()
         try:
             ends = {}
@@ -205,86 +410,159 @@ class Runner:
     async def _consume(self, body: Any, msg: KafkaMessage) -> None:
         raw = msg.raw_message
         records = list(raw) if isinstance(raw, tuple) else [raw]
-        await self._apply(records, replay=False)
-
-    async def _apply(self, records: list[ConsumerRecord], replay: bool) -> None:
+        if self._stopping:
+            raise _Stopping("stopping")
         async with self._lock:
-            await self._apply_unlocked(records, replay)
+            if self._stopping:
+                raise _Stopping("stopping")
+            try:
+                await self._process(records, replay=False)
+            except _Stopping:
+                raise
+            except Exception:
+                # A fault of the runtime itself, not of a record: never a hot loop.
+                log.exception("%s: batch failed; it will be delivered again", self.instance)
+                await self._sleep(2)
+                self._must_recover = True
+                raise
+        faults.point("after_publish")
 
-    async def _apply_unlocked(self, records: list[ConsumerRecord], replay: bool) -> None:
-        try:
-            await self._apply_batch(records, replay)
-        except (StaleState, CapExceeded):
-            raise
-        except Exception:
-            # the in-memory state holds half a batch: go back to what Redis holds, then let
-            # the batch be delivered again
-            log.exception("%s: batch failed; state reloaded, batch will be delivered again", self.service.name)
-            await self._recover()
-            raise
+    async def _process(self, records: list[ConsumerRecord], replay: bool) -> None:
+        poisoned: dict[str, str] = {}
+        refusals = 0
+        while True:
+            if self._must_recover and not replay:
+                await self._recover()
+            ctx = BatchContext(self.seen, replay=replay, high=self.high)
+            try:
+                for rec in records:
+                    self._take(rec, ctx, poisoned)
+            except _Poison as poison:
+                poisoned[poison.place] = poison.detail
+                log.critical("%s: %s raised %s; dead-lettering it and deciding the batch again",
+                             self.instance, poison.place, poison.detail)
+                await self._reload()
+                continue
+            if ctx.changes.empty() and not ctx.out:
+                break
+            if not replay:
+                ctx.out[:0] = [Outgoing(topics.OPS_ALERTS, a.subject_ref, a.to_json()) for a in self._alerts]
+            try:
+                await self._commit(ctx)
+            except StaleState as stale:
+                log.warning("%s: state version moved to %s under us; recovering", self.instance, stale.current)
+                await self._recover()
+                continue
+            except CapExceeded as refused:
+                refusals += 1
+                self._cap_refused(refused, records[0])
+                if refusals > 3:
+                    raise
+                await self._reload()
+                continue
+            except Fenced as fenced:
+                if not fenced.holder and await self.lease.try_acquire():
+                    log.warning("%s: the lease vanished (Redis emptied?); re-acquired, rebuilding", self.instance)
+                    await self._recover()
+                    continue
+                self._lost_lease("the commit was fenced")
+            self._alerts.clear()
+            break
+        if not replay:
+            await self._relay()
 
-    def _take(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
+    def _take(self, rec: ConsumerRecord, ctx: BatchContext, poisoned: dict[str, str]) -> None:
         """Hand one record to the service unless its offset was consumed already, and track it."""
         tp = f"{rec.topic}:{rec.partition}"
         if rec.offset < self.offsets.get(tp, 0) or rec.offset < ctx.changes.offsets.get(tp, 0):
             return
-        self.service.handle(rec, ctx)
+        place = record_place(rec.topic, rec.partition, rec.offset)
+        if place in poisoned:
+            self._dead_letter(rec, poisoned[place], ctx)
+        else:
+            try:
+                self.service.handle(rec, ctx)
+            except Exception as exc:  # noqa: BLE001 - any failure on one record is that record's
+                raise _Poison(place, f"{self.service.name} raised {exc.__class__.__name__}") from exc
         ctx.changes.offsets[tp] = rec.offset + 1
 
-    async def _apply_batch(self, records: list[ConsumerRecord], replay: bool) -> None:
-        ctx = BatchContext(self.seen, replay=replay)
-        for rec in records:
-            self._take(rec, ctx)
-        if ctx.changes.empty():
-            return
-        if not replay and ctx.out:
-            await self._publish(ctx.out)
-        try:
-            self.version = await self.store.commit(self.version, ctx.changes)
-        except StaleState as stale:
-            log.error("%s: state version moved to %s under us; reloading", self.service.name, stale.current)
-            await self._recover()
-            raise
-        except CapExceeded as exc:
-            log.critical("%s: store refused a batch over the weekly cap: %s", self.service.name, exc)
-            await self._recover()
-            raise
-        self.seen.update(ctx.changes.seen)
+    def _dead_letter(self, rec: ConsumerRecord, detail: str, ctx: BatchContext) -> None:
+        letter, alert = dead_letter(topic=rec.topic, partition=rec.partition, offset=rec.offset, raw=rec.value,
+                                    code="processing_error", detail=detail, when=self._now(),
+                                    producer=self.producer_name)
+        ctx.emit(topics.OPS_DEAD_LETTERS, rec.key.decode("utf-8", "replace") if rec.key else None, letter)
+        ctx.emit(topics.OPS_ALERTS, alert.subject_ref, alert)
+        self.metrics.dead_letters.labels(code="processing_error").inc()
+
+    def _cap_refused(self, refused: CapExceeded, first: ConsumerRecord) -> None:
+        place = record_place(first.topic, first.partition, first.offset)
+        log.critical("%s: the commit was refused over the weekly cap (%s); deciding again from Redis's counters",
+                     self.instance, refused)
+        self._alerts.append(Alert(
+            event_id=derived_id(place, "cap-refused", refused.week), occurred_at=self._now(),
+            producer=self.producer_name, alert_id=str(derived_id(place, "cap-refused-alert", refused.week)),
+            severity="critical", kind="cap_refused", subject_ref=refused.week,
+            message=f"Redis refused pairs over the cap of week {refused.week} ({refused.live} > {refused.cap}); "
+                    "the batch was decided again from the quota counters"))
+
+    def _now(self) -> datetime:
+        now = getattr(self.service, "now", None)
+        if isinstance(now, datetime):
+            return now
+        return datetime.fromtimestamp(self.high, tz=timezone.utc) if self.high else EPOCH
+
+    async def _commit(self, ctx: BatchContext) -> None:
+        horizon = self.settings.dedupe_horizon_days * 86400
+        extra = Commit(seen_score=ctx.high, seen_floor=(ctx.high - horizon) if ctx.high else None,
+                       outbox=_encode(ctx.out) if ctx.out and not ctx.replay else None,
+                       check_cap=not ctx.replay)
+        faults.point("before_commit")
+        with self.metrics.commit_seconds.time():
+            self.version = await until_done(
+                "redis (commit)", lambda: self.store.commit(self.version, self.lease.value or "", ctx.changes, extra),
+                self._redis_outage)
+        for event_id in ctx.changes.seen:
+            self.seen[event_id] = ctx.high
+        if ctx.high - self.high > 86400 and extra.seen_floor is not None:
+            self.seen = {k: v for k, v in self.seen.items() if v >= extra.seen_floor}
+        self.high = max(self.high, ctx.high)
         self.offsets.update(ctx.changes.offsets)
+        self.metrics.records.inc(len(ctx.changes.seen))
+        faults.point("after_commit")
 
-    async def _recover(self) -> None:
-        snap = await self.store.load()
-        if snap.version == 0:
-            await self.rebuild()
-        else:
-            self._adopt(snap)
+    # ---- the relay -----------------------------------------------------------------------
+    async def _relay(self) -> None:
+        """Publish the outbox, oldest batch first, and trim what the broker acknowledged."""
+        while True:
+            entries = await until_done("redis (outbox)", self.store.pending, self._redis_outage)
+            if not entries:
+                return
+            for _, payload in entries:
+                messages = json.loads(payload)
+                await until_done("broker (publish)", lambda: self._publish(messages), self._broker_outage)
+            trimmed = await until_done("redis (trim)", lambda: self.store.trim(self.lease.value or "", entries[-1][0]),
+                                       self._redis_outage)
+            if trimmed < 0:
+                self._lost_lease("the outbox trim was fenced")
 
-    async def _publish(self, out: list[Outgoing]) -> None:
+    async def _publish(self, messages: list[list]) -> None:
         futures = [
-            await self.broker.publish(o.value, o.topic, key=o.key.encode() if o.key else None,
-                                      headers=o.headers, no_confirm=True)
-            for o in out
+            await self.broker.publish(value.encode("utf-8"), topic, key=key.encode() if key else None,
+                                      headers=dict(JSON_HEADERS), no_confirm=True)
+            for topic, key, value in messages
         ]
         await asyncio.gather(*futures)
-
-    async def _announce_ready(self) -> None:
-        if not self.settings.ready_file:
-            return
-
-        async def wait_assigned() -> None:
-            while True:
-                consumer = getattr(self.subscriber, "consumer", None)
-                if consumer is not None and consumer.assignment():
-                    Path(self.settings.ready_file).write_text("ready\n")
-                    log.info("%s: consuming %s", self.service.name, sorted(map(str, consumer.assignment())))
-                    return
-                await asyncio.sleep(0.1)
-
-        self._ready_task = asyncio.create_task(wait_assigned())
+        self.metrics.published.inc(len(messages))
 
 
-def run(service: Service, settings: Settings | None = None) -> None:
+def _encode(out: list[Outgoing]) -> bytes:
+    return json.dumps([[o.topic, o.key, o.value.decode("utf-8")] for o in out],
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def serve(build: Callable[[], Runner]) -> None:
+    """A service's process: logging, the runner from its composition root, the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = settings or Settings.from_env()
-    runner = Runner(service, settings)
-    asyncio.run(runner.app.run())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    runner = build()
+    raise SystemExit(asyncio.run(runner.main()))

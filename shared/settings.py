@@ -19,7 +19,18 @@ class Settings:
     signing_keys_file: str | None = None
     ready_file: str | None = None
     max_batch: int = 500
+    batch_timeout_ms: int = 50
     session_timeout_ms: int = 10000
+    # one fenced writer per service: the instance's name, its lease, its health endpoint
+    instance: str | None = None
+    lease_ttl_ms: int = 5000
+    health_host: str = "127.0.0.1"
+    health_port: int | None = None
+    stop_grace_s: float = 8.0
+    # the duplicate filter remembers event ids this long (event time); beyond it the offsets
+    # and the state keep effects idempotent. Longer than the longest clock (the 90-day hold).
+    dedupe_horizon_days: int = 120
+    replay_chunk: int = 2000
     # scheme rules
     rule_version: str = "oioo-rules-1.0"
     default_cap: int = 50
@@ -40,6 +51,14 @@ class Settings:
             signing_keys_file=os.environ.get("SIGNING_KEYS_FILE") or None,
             ready_file=os.environ.get("SERVICE_READY_FILE") or None,
             max_batch=int(_env("MAX_BATCH", str(d.max_batch))),
+            batch_timeout_ms=int(_env("BATCH_TIMEOUT_MS", str(d.batch_timeout_ms))),
+            instance=os.environ.get("SERVICE_INSTANCE") or None,
+            lease_ttl_ms=int(_env("LEASE_TTL_MS", str(d.lease_ttl_ms))),
+            health_host=_env("HEALTH_HOST", d.health_host),
+            health_port=int(os.environ["HEALTH_PORT"]) if os.environ.get("HEALTH_PORT") else None,
+            stop_grace_s=float(_env("STOP_GRACE_S", str(d.stop_grace_s))),
+            dedupe_horizon_days=int(_env("DEDUPE_HORIZON_DAYS", str(d.dedupe_horizon_days))),
+            replay_chunk=int(_env("REPLAY_CHUNK", str(d.replay_chunk))),
             session_timeout_ms=int(_env("KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
             rule_version=_env("RULE_VERSION", d.rule_version),
             default_cap=int(_env("DEFAULT_WEEKLY_CAP", str(d.default_cap))),

@@ -13,7 +13,6 @@ import logging
 from datetime import datetime
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 
 from services.enforcement import rules
 from shared import topics
@@ -60,14 +59,11 @@ class Enforcement(Service):
 
     # ---- accepted events -> screened events ------------------------------------------------
     def _screen(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
-        try:
-            envelope = AcceptedEvent.model_validate_json(rec.value or b"")
-            event = ANY_INBOUND.validate_python(envelope.event)
-        except ValueError as exc:
-            # Intake wrote it, so this is our own bug; the error text could quote personal data.
-            log.error("unreadable accepted event at %s: %s", _where(rec), _fields(exc))
-            return
-        if not ctx.first_time(str(event.event_id)):
+        # Intake wrote it, so an unreadable one is our own bug: raising dead-letters it
+        # (processing_error) without quoting the value.
+        envelope = AcceptedEvent.model_validate_json(rec.value or b"")
+        event = ANY_INBOUND.validate_python(envelope.event)
+        if not ctx.first_time(str(event.event_id), event.occurred_at):
             return
         self._advance(event.occurred_at, ctx)
         screening = Screening()
@@ -99,19 +95,11 @@ class Enforcement(Service):
 
     # ---- instructions -> bans --------------------------------------------------------------
     def _instruct(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
-        try:
-            instruction = Instruction.model_validate_json(rec.value or b"")
-        except ValueError as exc:
-            log.error("unreadable instruction at %s: %s", _where(rec), _fields(exc))
-            return
+        instruction = Instruction.model_validate_json(rec.value or b"")
         if instruction.kind != RECORD_BAN:
             return  # transfer's
-        try:
-            order = rules.ban_order(instruction)
-        except ValueError as exc:
-            log.error("bad RecordBan at %s: %s", _where(rec), exc)
-            return
-        if not ctx.first_time(instruction.instruction_id):
+        order = rules.ban_order(instruction)  # raises on a RecordBan it cannot act on: dead-lettered
+        if not ctx.first_time(instruction.instruction_id, order.occurred_at):
             return
         self._advance(order.occurred_at, ctx)
         if order.arrival_id not in self.arrivals:
@@ -158,18 +146,6 @@ class Enforcement(Service):
         if self.now is None or when > self.now:
             self.now = when
             ctx.changes.put("meta", {"now": when.isoformat()})
-
-
-def _where(rec: ConsumerRecord) -> str:
-    return f"{rec.topic}:{rec.partition}:{rec.offset}"
-
-
-def _fields(exc: ValueError) -> str:
-    """Which fields were wrong, never their values (they may be personal data)."""
-    if isinstance(exc, ValidationError):
-        locs = {".".join(str(p) for p in e["loc"]) or "(value)" for e in exc.errors(include_input=False)}
-        return f"{exc.error_count()} error(s) at {', '.join(sorted(locs)[:5])}"
-    return exc.__class__.__name__
 
 
 def build(settings: Settings | None = None) -> Runner:

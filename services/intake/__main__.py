@@ -1,7 +1,5 @@
-import asyncio
-import logging
-
+"""Intake: the edge where every inbound contract topic is checked."""
 from services.intake.app import build
+from shared.runtime import serve
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-asyncio.run(build().app.run())
+serve(build)

@@ -38,7 +38,7 @@ class Intake(Service):
             self._dead_letter(rec, result.error_code, result.error_detail, ctx)
             return
         event = result.event
-        if not ctx.first_time(str(event.event_id)):
+        if not ctx.first_time(str(event.event_id), event.occurred_at):
             log.debug("duplicate event dropped on %s", rec.topic)
             return
         if self.now is None or event.occurred_at > self.now:

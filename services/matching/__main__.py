@@ -1,7 +1,5 @@
-import asyncio
-import logging
-
+"""Matching: the scheme's ledger of cases, seats, pairs and weeks."""
 from services.matching.app import build
+from shared.runtime import serve
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-asyncio.run(build().app.run())
+serve(build)

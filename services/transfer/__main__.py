@@ -1,8 +1,5 @@
-"""Transfer: sends return requests, withdrawals and admission offers to the French liaison system."""
-import asyncio
-import logging
-
+"""Transfer: the gateway to the French liaison system."""
 from services.transfer.app import build
+from shared.runtime import serve
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-asyncio.run(build().app.run())
+serve(build)

@@ -6,9 +6,9 @@ State: the request register, "request:<request_id>" and "offer:<application_id>"
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 
 from services.transfer import rules
 from shared import topics
@@ -33,21 +33,14 @@ class Transfer(Service):
                          if k.startswith(("request:", "offer:"))}
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
-        try:
-            instruction = Instruction.model_validate_json(rec.value or b"")
-        except ValidationError as exc:
-            # Matching wrote it, so this is our own bug; pydantic's text could quote particulars.
-            log.error("unreadable instruction at %s: %d error(s)", _where(rec), exc.error_count())
-            return
+        # Matching wrote it, so an unreadable or unactionable instruction is our own bug:
+        # raising dead-letters it (processing_error) without quoting the particulars.
+        instruction = Instruction.model_validate_json(rec.value or b"")
         if instruction.kind not in KINDS:
             return  # RecordBan is enforcement's
         key = rules.register_key(instruction)
-        try:
-            outcome = rules.decide(self.register.get(key) if key else None, instruction)
-        except rules.BadInstruction as exc:
-            log.error("instruction at %s not acted on: %s", _where(rec), exc)
-            return
-        if not ctx.first_time(instruction.instruction_id):
+        outcome = rules.decide(self.register.get(key) if key else None, instruction)
+        if not ctx.first_time(instruction.instruction_id, datetime.fromisoformat(instruction.occurred_at)):
             return
         for p in outcome.publish:
             ctx.emit(p.topic, p.key, p.event)
@@ -56,10 +49,6 @@ class Transfer(Service):
             self.register[record_key] = record
             ctx.changes.put(record_key, record)
         log.info("%s", outcome.note)
-
-
-def _where(rec: ConsumerRecord) -> str:
-    return f"{rec.topic}:{rec.partition}:{rec.offset}"
 
 
 def build(settings: Settings | None = None) -> Runner:

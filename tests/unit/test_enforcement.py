@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 import logging
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -325,24 +327,24 @@ def test_other_instruction_kinds_are_not_enforcements():
     assert ctx.out == [] and ctx.changes.seen == []
 
 
-def test_a_broken_instruction_is_logged_without_personal_data_and_skipped(caplog):
+def test_a_broken_instruction_raises_for_the_runtime_to_dead_letter_and_changes_nothing():
     h = Harness()
     h.screen(arrival("ARR-1", ALICE))
-    caplog.set_level(logging.DEBUG)
+    before = json.loads(json.dumps(h.records))
     for value in (b"not json", json.dumps({"kind": "RecordBan", "biometric_id": ALICE}).encode(),
                   record_ban("ARR-1", "").model_dump_json().encode(),
                   record_ban("ARR-1", "REQ-1", instruction_id="not-a-uuid").model_dump_json().encode()):
-        ctx = h.ban(value)
-        assert ctx.out == []
-    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 4
-    assert ALICE not in caplog.text
+        with pytest.raises(Exception):
+            h.ban(value)
+    assert h.records == before
     assert len(_bans(h.ban(record_ban("ARR-1", "REQ-1", 1)))) == 1
 
 
-def test_an_unreadable_accepted_envelope_is_skipped():
+def test_an_unreadable_accepted_envelope_raises():
     h = Harness()
     rec = h._next(topics.INTAKE_ACCEPTED, None, json.dumps({"source_topic": "x", "event": {"biometric_id": ALICE}}).encode())
-    assert h.feed(rec).out == []
+    with pytest.raises(Exception):
+        h.feed(rec)
 
 
 # ---- restore ----------------------------------------------------------------------------------

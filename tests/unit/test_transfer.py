@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 import logging
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -168,19 +170,18 @@ def test_bans_are_not_transfers():
     assert ctx.out == [] and ctx.changes.seen == [] and h.records == {}
 
 
-def test_a_broken_instruction_is_logged_without_personal_data_and_skipped(caplog):
+def test_a_broken_instruction_raises_for_the_runtime_to_dead_letter_and_changes_nothing():
     h = Harness()
-    caplog.set_level(logging.DEBUG)
     broken_particulars = request_return().model_copy(
         update={"particulars": PARTICULARS.model_copy(update={"nationality": "Doe-land"})})
     values = [b"{not json", json.dumps({"kind": "RequestReturn", "family_name": "Doe"}).encode(),
               instruction("RequestReturn", request_id="REQ-2"), broken_particulars,
               request_return().model_copy(update={"instruction_id": "not-a-uuid"}),
               offer_admission().model_copy(update={"paired_request_ids": []})]
-    ctx = h.feed(*values)
-    assert ctx.out == [] and h.records == {}
-    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == len(values)
-    assert "Doe" not in caplog.text
+    for value in values:
+        with pytest.raises(Exception):
+            h.feed(value)
+    assert h.records == {} and h.seen == set()
     assert len(h.feed(request_return("REQ-2")).out) == 2
 
 

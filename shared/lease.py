@@ -1,0 +1,79 @@
+"""One writer per service: a lease in Redis whose value carries a fencing token.
+
+The instance that holds `{service}:lease` is the only one that consumes, commits and relays;
+every commit script checks the lease value, so an instance that lost it (paused, partitioned,
+replaced) can never write again, even if it has not noticed yet. The token comes from a
+counter that only grows, so each holding is unique. A second instance waits as a hot standby
+and takes the lease within one TTL of the first dying.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from redis.asyncio import Redis
+
+from shared.store import RecordStore
+
+log = logging.getLogger("oioo.lease")
+
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local value = tostring(redis.call('INCR', KEYS[2])) .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return value
+"""
+
+_RENEW = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not held then return 0 end
+return -1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    def __init__(self, redis: Redis, store: RecordStore, instance: str, ttl_ms: int):
+        self.keys = [store.lease_key, store.fence_key]
+        self.instance = instance
+        self.ttl_ms = ttl_ms
+        self.value: str | None = None  # "<token>:<instance>:<nonce>" while held
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    @property
+    def held(self) -> bool:
+        return self.value is not None
+
+    @property
+    def token(self) -> int | None:
+        return int(self.value.split(":", 1)[0]) if self.value else None
+
+    async def try_acquire(self) -> bool:
+        got = await self._acquire(keys=self.keys, args=[f"{self.instance}:{uuid.uuid4().hex[:12]}", self.ttl_ms])
+        if got:
+            self.value = got.decode() if isinstance(got, bytes) else got
+            log.info("%s holds the lease with fencing token %s", self.instance, self.token)
+            return True
+        return False
+
+    async def renew(self) -> str:
+        """'held', 'gone' (the key vanished: Redis flushed or restarted empty) or 'taken'."""
+        if self.value is None:
+            return "gone"
+        result = int(await self._renew(keys=self.keys[:1], args=[self.value, self.ttl_ms]))
+        return {1: "held", 0: "gone"}.get(result, "taken")
+
+    async def release(self) -> None:
+        if self.value is not None:
+            await self._release(keys=self.keys[:1], args=[self.value])
+            self.value = None

@@ -1,0 +1,131 @@
+"""The commit script and the lease against a real Redis: fencing, version, quota, outbox, horizon."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from deploy.embedded import start_redis
+from shared.lease import Lease
+from shared.store import CapExceeded, Changes, Commit, Fenced, QuotaChange, RecordStore, StaleState
+
+
+@pytest.fixture(scope="module")
+def redis_server(embedded_binaries):
+    server = start_redis(None)
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def redis(redis_server):
+    client = Redis.from_url(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+async def _writer(redis: Redis, instance: str = "matching") -> tuple[RecordStore, Lease]:
+    store = RecordStore(redis, "matching")
+    lease = Lease(redis, store, instance, ttl_ms=5000)
+    assert await lease.try_acquire()
+    return store, lease
+
+
+def _changes(key: str = "case:A", **quota: tuple[int, int, bool]) -> Changes:
+    c = Changes()
+    c.put(key, {"status": "paired"})
+    c.offsets["in:0"] = 7
+    c.seen.append("e-1")
+    for week, (delta, cap, check) in quota.items():
+        c.quota[week] = QuotaChange(week.replace("_", "-"), delta, cap, check)
+    return c
+
+
+async def test_a_commit_writes_records_offsets_ids_quota_and_outbox_at_once(redis):
+    store, lease = await _writer(redis)
+    out = json.dumps([["ops.audit.v1", "A", "{}"]]).encode()
+    version = await store.commit(0, lease.value, _changes(**{"2025_W40": (1, 50, True)}),
+                                 Commit(seen_score=100.0, outbox=out))
+    snap = await store.load()
+    assert version == 1 and snap.version == 1
+    assert snap.records == {"case:A": {"status": "paired"}} and snap.offsets == {"in:0": 7}
+    assert snap.seen == {"e-1": 100.0} and snap.quota == {"2025-W40": {"live": 1, "cap": 50}}
+    assert await store.pending() == [(1, out)] and snap.outbox == 1
+
+
+async def test_a_writer_without_the_lease_is_fenced_and_writes_nothing(redis):
+    store, lease = await _writer(redis)
+    with pytest.raises(Fenced):
+        await store.commit(0, "1:someone-else:x", _changes(), Commit(outbox=b"[]"))
+    stale_value = lease.value
+    await redis.delete(store.lease_key)  # the lease expired ...
+    other = Lease(redis, store, "matching-2", ttl_ms=5000)
+    assert await other.try_acquire()  # ... and the standby took it, with a higher token
+    assert other.token > lease.token
+    with pytest.raises(Fenced) as refused:
+        await store.commit(0, stale_value, _changes(), Commit(outbox=b"[]"))
+    assert refused.value.holder == other.value
+    snap = await store.load()
+    assert snap.version == 0 and snap.records == {} and snap.outbox == 0
+    assert await lease.renew() == "taken" and await other.renew() == "held"
+
+
+async def test_a_stale_version_is_refused_and_writes_nothing(redis):
+    store, lease = await _writer(redis)
+    await store.commit(0, lease.value, _changes(), Commit())
+    with pytest.raises(StaleState) as stale:
+        await store.commit(0, lease.value, _changes("case:B"), Commit(outbox=b"[]"))
+    assert stale.value.current == 1
+    snap = await store.load()
+    assert set(snap.records) == {"case:A"} and snap.outbox == 0
+
+
+async def test_the_quota_counters_refuse_a_pair_over_the_cap_and_the_batch_writes_nothing(redis):
+    store, lease = await _writer(redis)
+    v = await store.commit(0, lease.value, _changes(**{"2025_W40": (2, 2, True)}), Commit())
+    with pytest.raises(CapExceeded) as refused:
+        await store.commit(v, lease.value, _changes("case:B", **{"2025_W40": (1, 2, True)}), Commit(outbox=b"[]"))
+    assert (refused.value.week, refused.value.live, refused.value.cap) == ("2025-W40", 3, 2)
+    snap = await store.load()
+    assert snap.version == v and "case:B" not in snap.records and snap.quota["2025-W40"]["live"] == 2
+    # a broken pair frees a place; lowering the cap below the live pairs breaks none
+    v = await store.commit(v, lease.value, _changes("case:C", **{"2025_W40": (-1, 1, False)}), Commit())
+    assert (await store.load()).quota["2025-W40"] == {"live": 1, "cap": 1}
+    # a replay re-derives decisions taken before: it is never refused
+    v = await store.commit(v, lease.value, _changes("case:D", **{"2025_W40": (1, 1, True)}), Commit(check_cap=False))
+    assert (await store.load()).quota["2025-W40"]["live"] == 2
+
+
+async def test_the_relay_trims_only_what_it_published_and_only_while_it_holds_the_lease(redis):
+    store, lease = await _writer(redis)
+    v1 = await store.commit(0, lease.value, _changes(), Commit(outbox=b'["first"]'))
+    v2 = await store.commit(v1, lease.value, _changes("case:B"), Commit(outbox=b'["second"]'))
+    assert [v for v, _ in await store.pending()] == [v1, v2]
+    assert await store.trim("9:stale:x", v2) == -1
+    assert await store.trim(lease.value, v1) == 1
+    assert await store.pending() == [(v2, b'["second"]')]
+
+
+async def test_the_duplicate_filter_forgets_ids_below_its_horizon(redis):
+    store, lease = await _writer(redis)
+    old = _changes()
+    await store.commit(0, lease.value, old, Commit(seen_score=10.0))
+    new = _changes("case:B")
+    new.seen = ["e-2"]
+    await store.commit(1, lease.value, new, Commit(seen_score=500.0, seen_floor=400.0))
+    assert (await store.load()).seen == {"e-2": 500.0}
+
+
+async def test_a_vanished_lease_is_gone_not_taken_and_can_be_acquired_again(redis):
+    store, lease = await _writer(redis)
+    before = lease.value
+    await redis.flushdb()
+    assert await lease.renew() == "gone"
+    assert await lease.try_acquire() and lease.value != before
+    with pytest.raises(Fenced):  # the old holding can never write again
+        await store.commit(0, before, _changes(), Commit())
+    await lease.release()
+    assert await redis.get(store.lease_key) is None
