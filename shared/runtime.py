@@ -461,8 +461,11 @@ class Runner:
                 await self._reload()
                 continue
             except Fenced as fenced:
-                if not fenced.holder and await self.lease.try_acquire():
-                    log.warning("%s: the lease vanished (Redis emptied?); re-acquired, rebuilding", self.instance)
+                # The lease vanished (it expired while Redis stalled, or Redis was emptied): take
+                # it again, or notice the keeper already did, and decide again from Redis.
+                if (fenced.holder and fenced.holder == self.lease.value) or (
+                        not fenced.holder and await self.lease.try_acquire()):
+                    log.warning("%s: the lease had vanished; held again, recovering", self.instance)
                     await self._recover()
                     continue
                 self._lost_lease("the commit was fenced")
