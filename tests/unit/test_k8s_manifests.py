@@ -84,11 +84,13 @@ def test_core_resources_validate_against_the_kubernetes_schemas(rendered):
     core = [d for d in rendered if (d["apiVersion"], d["kind"]) not in CUSTOM]
     assert {d["kind"] for d in core} >= {"Namespace", "ConfigMap", "Service", "StatefulSet", "Deployment",
                                          "PodDisruptionBudget", "NetworkPolicy"}
+    errors = []
     for doc in core:
         try:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
+            errors.append(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {'/'.join(map(str, exc.path))}")
+    assert not errors, "\n".join(errors)
 
 
 def test_custom_resources_validate_against_their_crds(rendered):
