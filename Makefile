@@ -11,7 +11,7 @@ define pytest
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected in $(1)"; rc=0; fi; exit $$rc
 endef
 
-.PHONY: install test unit integration demo up down status bench compose-check topics-json
+.PHONY: install test unit integration demo up down status bench compose-check topics-json k8s-topics
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: $(STAMP)
 # deploy/topics.json feeds the production topic creation; it is generated from shared.topics.
 topics-json: $(STAMP)
 	$(PY) -m shared.topics > deploy/topics.json
+
+# deploy/k8s/kafka/topics.yaml (Strimzi KafkaTopics) is generated from deploy/topics.json.
+k8s-topics: $(STAMP)
+	$(PY) -m deploy.k8s_topics > deploy/k8s/kafka/topics.yaml
 
 compose-check:
 	@if command -v docker-compose >/dev/null 2>&1; then \
