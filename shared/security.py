@@ -129,8 +129,16 @@ def _kafka_problems(s: Settings) -> list[str]:
     if not s.kafka_ca_file:
         problems.append("KAFKA_CA_FILE is not set: the broker's TLS certificate cannot be verified")
     else:
-        problems += _readable(s.kafka_ca_file, "KAFKA_CA_FILE")
+        problems += _readable(s.kafka_ca_file, "KAFKA_CA_FILE") or _loads_as_ca(s.kafka_ca_file, "KAFKA_CA_FILE")
     return problems
+
+
+def _loads_as_ca(path: str, setting: str) -> list[str]:
+    try:
+        _ssl_context(path)
+    except ssl.SSLError:
+        return [f"{setting} ({path}) holds no PEM certificate"]
+    return []
 
 
 def _redis_problems(s: Settings) -> list[str]:
@@ -144,7 +152,7 @@ def _redis_problems(s: Settings) -> list[str]:
     elif not (s.redis_password or url.password):
         problems.append("Redis has no password: set REDIS_PASSWORD_FILE (or REDIS_PASSWORD)")
     if s.redis_ca_file:
-        problems += _readable(s.redis_ca_file, "REDIS_CA_FILE")
+        problems += _readable(s.redis_ca_file, "REDIS_CA_FILE") or _loads_as_ca(s.redis_ca_file, "REDIS_CA_FILE")
     return problems
 
 
