@@ -166,16 +166,18 @@ def _keyring_problems(s: Settings) -> list[str]:
     return [f"SIGNING_KEYS_FILE {s.signing_keys_file}: {p}" for p in production_problems(keys)]
 
 
-def production_problems_of(settings: Settings) -> list[str]:
-    """Everything that stops these settings from running in production (empty when fine)."""
-    return _keyring_problems(settings) + _kafka_problems(settings) + _redis_problems(settings)
+def production_problems_of(settings: Settings, *, redis: bool = True) -> list[str]:
+    """Everything that stops these settings from running in production (empty when fine).
+    redis=False for a Kafka-only process (the topic creation job)."""
+    problems = _keyring_problems(settings) + _kafka_problems(settings)
+    return problems + (_redis_problems(settings) if redis else [])
 
 
-def check_production(settings: Settings) -> None:
+def check_production(settings: Settings, *, redis: bool = True) -> None:
     """With OIOO_ENV=production, refuse to start on anything `production_problems_of` finds."""
     if settings.oioo_env != PRODUCTION:
         return
-    problems = production_problems_of(settings)
+    problems = production_problems_of(settings, redis=redis)
     if problems:
         raise SystemExit("refusing to start with OIOO_ENV=production:\n"
                          + "\n".join(f"  - {p}" for p in problems))

@@ -66,3 +66,15 @@ def test_every_service_in_production_refuses_plaintext(service):
     proc = start(service, OIOO_ENV="production")
     assert proc.returncode != 0
     assert "KAFKA_SECURITY_PROTOCOL is PLAINTEXT: production needs SASL_SSL" in proc.stderr
+
+
+def test_the_topic_job_in_production_refuses_plaintext_and_does_not_ask_for_redis(monkeypatch):
+    from deploy import create_topics
+
+    for k in list(os.environ):
+        if k.startswith(("KAFKA_", "REDIS_", "SIGNING_", "OIOO_")):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("OIOO_ENV", "production")
+    with pytest.raises(SystemExit) as exc:
+        create_topics.main(["--bootstrap", "127.0.0.1:9", "--wait", "1"])
+    assert "KAFKA_SECURITY_PROTOCOL is PLAINTEXT" in str(exc.value.code) and "Redis" not in str(exc.value.code)
