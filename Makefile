@@ -11,7 +11,7 @@ define pytest
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected in $(1)"; rc=0; fi; exit $$rc
 endef
 
-.PHONY: install test unit integration demo up down status bench compose-check topics-json k8s-topics
+.PHONY: install test unit integration demo up down status bench compose-check topics-json k8s-topics acls secrets
 
 install: $(STAMP)
 
@@ -52,6 +52,18 @@ topics-json: $(STAMP)
 k8s-topics: $(STAMP)
 	$(PY) -m deploy.k8s_topics > deploy/k8s/kafka/topics.yaml
 
+# deploy/compose/kafka-acls.sh (the compose step that sets Kafka users and ACLs) is generated
+# from deploy/acls.py.
+acls: $(STAMP)
+	$(PY) -m deploy.acls script
+
+# Certificates, passwords and the signing keyring of a new deployment, into .secrets/ (git-ignored;
+# OIOO_SECRETS_DIR=... for another directory). Creates only what is missing. See deploy/secrets.py.
+secrets: $(STAMP)
+	$(PY) -m deploy.secrets
+
+# docker-compose.yml renders (offline; no Docker engine needed). CI installs docker-compose
+# (.ci/run); elsewhere: apt-get install docker-compose.
 compose-check:
 	@if command -v docker-compose >/dev/null 2>&1; then \
 		docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \

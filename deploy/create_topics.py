@@ -16,11 +16,18 @@ import sys
 from pathlib import Path
 
 from deploy.embedded import ensure_topics, wait_for_kafka
+from shared.security import check_production, kafka_client_options
+from shared.settings import Settings
 
 
 async def run(bootstrap: str, specs: list[dict], wait: float, replication_factor: int) -> None:
-    await wait_for_kafka(bootstrap, timeout=wait)
-    await ensure_topics(bootstrap, specs, replication_factor=replication_factor, config_fallback=False)
+    # SASL/TLS from the environment like every service (KAFKA_SECURITY_PROTOCOL, KAFKA_USERNAME, ...)
+    settings = Settings.from_env()
+    check_production(settings, redis=False)
+    options = kafka_client_options(settings)
+    await wait_for_kafka(bootstrap, timeout=wait, client_options=options)
+    await ensure_topics(bootstrap, specs, replication_factor=replication_factor, config_fallback=False,
+                        client_options=options)
 
 
 def main(argv: list[str] | None = None) -> int:

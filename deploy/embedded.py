@@ -161,8 +161,9 @@ def spawn_broker(log_path: Path | None = None, *, detach: bool = False) -> Broke
 
 
 async def wait_for_kafka(bootstrap: str, timeout: float = 30.0, process: subprocess.Popen | None = None,
-                         log_path: Path | None = None) -> None:
-    """Until the broker answers a metadata request (or its process dies, or time runs out)."""
+                         log_path: Path | None = None, client_options: Mapping | None = None) -> None:
+    """Until the broker answers a metadata request (or its process dies, or time runs out).
+    `client_options`: aiokafka security options (shared.security.kafka_client_options)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     deadline = time.monotonic() + timeout
@@ -177,7 +178,8 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 30.0, process: subproc
             last = exc
             await asyncio.sleep(0.05)
             continue
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000,
+                                    **dict(client_options or {}))
         try:
             await admin.start()
             await admin.list_topics()
@@ -194,7 +196,8 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 30.0, process: subproc
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec | Mapping] = TOPICS, *,
-                        replication_factor: int = 1, config_fallback: bool = True) -> None:
+                        replication_factor: int = 1, config_fallback: bool = True,
+                        client_options: Mapping | None = None) -> None:
     """Create each topic with its partitions and configs, then check they all exist with the
     right partition count. Existing topics are accepted if their partition count matches.
     Also used by deploy/create_topics.py against the production Kafka (config_fallback=False:
@@ -202,7 +205,8 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec | Mapping] = T
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     wanted = [_as_spec(s) for s in specs]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                                **dict(client_options or {}))
     await admin.start()
     try:
         for name, partitions, config in wanted:

@@ -50,6 +50,7 @@ from shared.events.outbound import Alert
 from shared.health import HealthServer
 from shared.ids import derived_id
 from shared.lease import Lease
+from shared.security import broker_security, check_production, kafka_client_options, redis_options
 from shared.settings import Settings
 from shared.store import CapExceeded, Changes, Commit, Fenced, RecordStore, Snapshot, StaleState
 
@@ -136,7 +137,8 @@ class Runner:
         self.instance = settings.instance or service.name
         self.group_id = f"oioo-{service.name}"
         self.producer_name = f"oioo-{service.name}"
-        self.redis = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+        self.redis = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3,
+                                             **redis_options(settings))
         self.store = RecordStore(self.redis, service.name)
         self.lease = Lease(self.redis, self.store, self.instance, settings.lease_ttl_ms)
         self.metrics = metrics.for_service(service.name)
@@ -158,7 +160,7 @@ class Runner:
             client_id=f"oioo-{self.instance}",
             middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
             log_level=logging.DEBUG,
-            **self._kafka_security(),
+            security=broker_security(settings),
         )
         self.subscriber = self.broker.subscriber(
             *service.input_topics,
@@ -178,7 +180,7 @@ class Runner:
         self._lock = asyncio.Lock()
 
     def _kafka_security(self) -> dict[str, Any]:
-        return {}
+        return kafka_client_options(self.settings)
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def main(self) -> int:
@@ -567,5 +569,6 @@ def serve(build: Callable[[], Runner]) -> None:
     """A service's process: logging, the runner from its composition root, the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    check_production(Settings.from_env())  # refuses development keys and plaintext transport
     runner = build()
     raise SystemExit(asyncio.run(runner.main()))

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
-
 
 
 def _env(name: str, default: str) -> str:
@@ -40,6 +39,23 @@ class Settings:
     scheme_start: date = date(2025, 8, 6)
     scheme_end: date = date(2026, 6, 11)
     imbalance_margin: int = 10
+    # "production" turns on shared.security.check_production: no development keys, TLS and
+    # SASL required. Anything else is development.
+    oioo_env: str = "development"
+    # Kafka transport security (aiokafka names): PLAINTEXT for the embedded dev stack,
+    # SASL_SSL with SCRAM in production. The password comes inline or, better, from a file.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: str | None = field(default=None, repr=False)
+    kafka_password_file: str | None = None
+    kafka_ca_file: str | None = None
+    # Redis: a rediss:// REDIS_URL turns on TLS; the password (and ACL user) may come apart
+    # from the URL so the URL can be logged.
+    redis_username: str | None = None
+    redis_password: str | None = field(default=None, repr=False)
+    redis_password_file: str | None = None
+    redis_ca_file: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -66,4 +82,15 @@ class Settings:
             scheme_start=date.fromisoformat(_env("SCHEME_START", d.scheme_start.isoformat())),
             scheme_end=date.fromisoformat(_env("SCHEME_END", d.scheme_end.isoformat())),
             imbalance_margin=int(_env("IMBALANCE_MARGIN", str(d.imbalance_margin))),
+            oioo_env=_env("OIOO_ENV", d.oioo_env).strip().lower(),
+            kafka_security_protocol=_env("KAFKA_SECURITY_PROTOCOL", d.kafka_security_protocol).upper(),
+            kafka_sasl_mechanism=_env("KAFKA_SASL_MECHANISM", d.kafka_sasl_mechanism).upper(),
+            kafka_username=os.environ.get("KAFKA_USERNAME") or None,
+            kafka_password=os.environ.get("KAFKA_PASSWORD") or None,
+            kafka_password_file=os.environ.get("KAFKA_PASSWORD_FILE") or None,
+            kafka_ca_file=os.environ.get("KAFKA_CA_FILE") or None,
+            redis_username=os.environ.get("REDIS_USERNAME") or None,
+            redis_password=os.environ.get("REDIS_PASSWORD") or None,
+            redis_password_file=os.environ.get("REDIS_PASSWORD_FILE") or None,
+            redis_ca_file=os.environ.get("REDIS_CA_FILE") or None,
         )
