@@ -162,7 +162,7 @@ def test_make_secrets_writes_every_credential_and_keeps_them(secrets_dir):
     for service in acl_list.SERVICES:
         password = (d / "redis-users" / f"{service}.password").read_text().strip()
         assert password not in acl  # only its hash is in the ACL file
-        assert f"user {service} on #{hashlib_sha256(password)} " in acl and f"~{service}:*" in acl
+        assert f"user {service} on #{hashlib_sha256(password)} " in acl and f"~{{{service}}}:*" in acl
     keys = read_keys(d / "signing-keys.json")
     assert production_problems(keys) == []
     assert sorted(topic for k in keys.values() for topic in k.topics) == sorted(t.INBOUND_TOPICS)
