@@ -3,13 +3,19 @@ moments, a standby taking over, Redis behind Kafka, Redis stalled, SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import urllib.error
+import urllib.request
 
 import pytest
 from redis.asyncio import Redis
 
-from deploy.embedded import service_env, start_service
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from deploy.embedded import free_port, service_env, start_service
 from shared import topics as T
 from shared.store import RecordStore
 from tests.support import factory as f
@@ -97,16 +103,43 @@ async def test_a_crash_after_the_publish_before_the_offset_commit_publishes_noth
     assert again == [request]
 
 
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, ""  # not listening yet
+
+
+async def _answer(port: int, path: str, status: int, timeout: float = 60) -> str:
+    for _ in range(int(timeout * 5)):
+        got, body = await asyncio.to_thread(_get, port, path)
+        if got == status:
+            return body
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{path} on {port} never answered {status}")
+
+
 async def test_a_standby_takes_over_when_the_active_instance_is_killed(house, client, observer):
-    standby = await _spawn(house, "matching", "matching-2")
+    port = free_port()
+    standby = await _spawn(house, "matching", "matching-2", HEALTH_PORT=str(port))
     ready = house.stack.run_dir / "ready" / "matching-2"
     await _pair(client, 1, T0)
     await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id="A1")
     assert not ready.exists() and standby.poll() is None  # waiting, not consuming
+    await _answer(port, "/healthz", 200)
+    body = json.loads(await _answer(port, "/readyz", 503))
+    assert body["role"] == "standby" and body["checks"]["lease"] is False
     await house.stop_service("matching", kill=True)
     await _pair(client, 2, T0 + HOUR)
     await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id="A2", timeout=60)
     assert ready.read_text().strip() == "active"
+    body = json.loads(await _answer(port, "/readyz", 200))
+    assert body["role"] == "active" and all(body["checks"].values())
+    metrics = await _answer(port, "/metrics", 200)
+    assert 'oioo_commit_seconds_count{service="matching"}' in metrics
     standby.send_signal(signal.SIGTERM)
     assert await _exited(standby, 15) == 0
 
@@ -153,3 +186,31 @@ async def test_sigterm_finishes_and_exits_cleanly(house, client, observer):
     for name in list(procs):
         await house.stop_service(name)  # SIGTERM, SIGKILL only after 10 s
     assert {name: p.returncode for name, p in procs.items()} == dict.fromkeys(procs, 0)
+
+
+async def test_a_rebuild_whose_log_ends_before_the_committed_offsets_alerts_and_does_not_loop(
+        house, client, observer):
+    await house.stop_service("transfer")
+    # the group says 1,000 instructions were consumed, the log holds none, and Redis is empty
+    probe = AIOKafkaConsumer(T.MATCHING_INSTRUCTIONS, bootstrap_servers=house.bootstrap, group_id="oioo-transfer",
+                             enable_auto_commit=False, session_timeout_ms=3000, heartbeat_interval_ms=500)
+    await probe.start()
+    try:
+        while not probe.assignment():
+            await probe.getmany(timeout_ms=200)
+        await probe.commit({TopicPartition(T.MATCHING_INSTRUCTIONS, 0): OffsetAndMetadata(1000, "")})
+    finally:
+        await probe.stop()
+    redis = Redis.from_url(house.redis_url)
+    await redis.delete(*await redis.keys("{transfer}:*"))
+    await redis.aclose()
+    port = free_port()
+    proc = await _spawn(house, "transfer", HEALTH_PORT=str(port))
+    alert = (await observer.wait_for(T.OPS_ALERTS, "Alert", kind="rebuild_incomplete", timeout=60))[0]
+    assert alert["severity"] == "critical" and T.MATCHING_INSTRUCTIONS in alert["message"]
+    body = json.loads(await _answer(port, "/readyz", 503))
+    assert body["checks"]["state"] is False and proc.poll() is None  # up, not ready, not restarting
+    await asyncio.sleep(2)
+    assert len(observer.events(T.OPS_ALERTS, kind="rebuild_incomplete")) == 1
+    proc.send_signal(signal.SIGTERM)
+    assert await _exited(proc, 15) == 0
