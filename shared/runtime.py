@@ -46,6 +46,7 @@ from shared import faults, metrics, topics
 from shared.backoff import until_done
 from shared.dead_letters import dead_letter, record_place
 from shared.events.base import Event
+from shared.events.catalogue import PUBLISHED
 from shared.events.outbound import Alert
 from shared.health import HealthServer
 from shared.ids import derived_id
@@ -100,6 +101,7 @@ class Service(ABC):
 
     name: str
     input_topics: tuple[str, ...]
+    output_topics: tuple[str, ...] = ()  # besides the dead letters and alerts every service may publish
 
     @abstractmethod
     def restore(self, snapshot: Snapshot) -> None:
@@ -176,7 +178,10 @@ class Runner:
             title=f"{service.name}-input",
         )
         self.subscriber(self._consume)
-        self.app = FastStream(self.broker)  # the AsyncAPI document is generated from it
+        # Declared so that the AsyncAPI document shows both directions; the relay publishes.
+        for topic in dict.fromkeys((*service.output_topics, topics.OPS_DEAD_LETTERS, topics.OPS_ALERTS)):
+            self.broker.publisher(topic, title=f"{service.name}-output:{topic}", schema=PUBLISHED[topic])
+        self.app = FastStream(self.broker)
         self._lock = asyncio.Lock()
 
     def _kafka_security(self) -> dict[str, Any]:

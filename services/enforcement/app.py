@@ -32,6 +32,7 @@ RECORD_BAN = "RecordBan"
 class Enforcement(Service):
     name = "enforcement"
     input_topics = (topics.INTAKE_ACCEPTED, topics.MATCHING_INSTRUCTIONS)
+    output_topics = (topics.ENFORCEMENT_SCREENED, topics.ENFORCEMENT_BANS, topics.OPS_AUDIT)
 
     def __init__(self) -> None:
         self.restore(Snapshot(0, {}, set(), {}, {}))

@@ -22,6 +22,7 @@ PRODUCER = "oioo-intake"
 class Intake(Service):
     name = "intake"
     input_topics = topics.INBOUND_TOPICS
+    output_topics = (topics.INTAKE_ACCEPTED, topics.OPS_DEAD_LETTERS, topics.OPS_ALERTS)
 
     def __init__(self, keyring: Keyring):
         self.keyring = keyring

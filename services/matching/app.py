@@ -26,6 +26,7 @@ BIOMETRIC_EVENTS = frozenset({"ArrivalRecorded", "ApplicationVetted", "IllegalWo
 class Matching(Service):
     name = "matching"
     input_topics = (topics.ENFORCEMENT_SCREENED,)
+    output_topics = (topics.OPS_AUDIT, topics.OPS_ALERTS, topics.OPS_BALANCE, topics.MATCHING_INSTRUCTIONS)
 
     def __init__(self, settings: Settings):
         self.settings = settings

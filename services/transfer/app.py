@@ -24,6 +24,7 @@ KINDS = ("RequestReturn", "WithdrawReturn", "OfferAdmission")
 class Transfer(Service):
     name = "transfer"
     input_topics = (topics.MATCHING_INSTRUCTIONS,)
+    output_topics = (topics.LIAISON_UK_RETURN_REQUESTS, topics.LIAISON_UK_ADMISSION_NOTICES, topics.OPS_AUDIT)
 
     def __init__(self) -> None:
         self.register: dict[str, dict] = {}
