@@ -32,7 +32,7 @@ Rules this module keeps:
   first instance is the one that takes the lease.
 - Supervision, as compose's `restart: unless-stopped` does in production: an instance that exits
   without being stopped on purpose is started again at the next poll (every 0.2 s), its log
-  appended; an instance that keeps dying young waits 0.25 s doubling up to 2 s between starts,
+  appended; an instance that keeps dying young waits 0.25 s doubling up to 1.6 s between starts,
   never a hot loop. `EmbeddedStack.start_async` supervises in a thread; `make up` runs
   `deploy.supervise` as the detached owner of the services.
 """
@@ -65,7 +65,7 @@ SERVICES: tuple[str, ...] = ("intake", "enforcement", "matching", "transfer")
 
 TOPIC_ALREADY_EXISTS = 36
 SUPERVISE_POLL = 0.2        # seconds between checks of the supervised instances
-RESTART_BACKOFF_MAX = 2.0   # the longest wait before restarting an instance that keeps dying
+RESTART_BACKOFF_MAX = 1.6   # the longest wait before restarting an instance that keeps dying (+1 poll < 2 s)
 LIVED_LONG = 10.0           # an instance that ran this long is restarted at once when it dies
 
 # Non-detached children we started; killed at interpreter exit if nobody stopped them.
@@ -668,7 +668,8 @@ class EmbeddedStack:
 
     def service_active(self, service: str) -> bool:
         """Some live instance of `service` has written its ready file."""
-        return any(self.services[n].active for n in self.instances_of(service) if n in self.services)
+        return any(svc is not None and svc.active
+                   for svc in (self.services.get(n) for n in self.instances_of(service)))
 
     async def wait_active_async(self, services: Sequence[str], timeout: float | None = None,
                                 watch: Sequence[ServiceProcess] = ()) -> None:
@@ -734,7 +735,8 @@ class EmbeddedStack:
         return before
 
     async def wait_replaced_async(self, name: str, restarts_before: int, timeout: float = 60.0) -> ServiceProcess:
-        """Until the supervisor has restarted `name` and its service has an active instance."""
+        """Until the supervisor has restarted `name` and its service has an active instance
+        (a replacement that dies too is replaced again: only the deadline fails this)."""
         if self._watcher is None:
             raise RuntimeError("this stack is not supervising (supervise=False or not started)")
         deadline = time.monotonic() + timeout
@@ -742,9 +744,12 @@ class EmbeddedStack:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{name} was not restarted within {timeout}s")
             await asyncio.sleep(0.05)
-        svc = self.services[name]
-        await self.wait_active_async([svc.service], max(0.1, deadline - time.monotonic()), [svc])
-        return svc
+        service = self.instances[name].service
+        try:
+            await self.wait_active_async([service], max(0.1, deadline - time.monotonic()))
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- {name} log tail:\n{tail(self.log_path(name))}") from None
+        return self.services[name]
 
     async def crash_async(self, name: str, timeout: float = 60.0) -> ServiceProcess:
         """kill -9 instance `name` and wait until its replacement is back and the service active."""

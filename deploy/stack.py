@@ -235,7 +235,7 @@ def status(run: RunDir = DEFAULT_RUN) -> int:
             state = f" {ready.read_text().strip() or 'ready'}" if ready.exists() else (
                 " standby" if alive else "")
             state += f" (restarts {entry.get('restarts', 0)})"
-        print(f"{name:12} pid {entry.get('pid')!s:8} {'running' if alive else 'DEAD'}{state}")
+        print(f"{name:14} pid {entry.get('pid')!s:8} {'running' if alive else 'DEAD'}{state}")
     if run.stack_env.exists():
         print(run.stack_env.read_text(), end="")
     return 0 if ok else 1
