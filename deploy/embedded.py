@@ -16,9 +16,9 @@ Rules this module keeps:
   acks=all.
 - Redis, the rule for sharing: `start_redis(prefer_url)` uses `prefer_url` only if a server
   answers there, and then never flushes it (it does not own it). Otherwise it starts its own
-  `redis-server` on a free port, with `--save "" --appendonly no` in a temporary directory, and
-  owns (and later stops) that process. `deploy.stack` passes env REDIS_URL as `prefer_url`.
-  Tests never touch REDIS_URL: each test house starts its own redis-server (a few milliseconds),
+  Redis server (binary lookup below) on a free port, with `--save "" --appendonly no` in a
+  temporary directory, and owns (and later stops) that process. `deploy.stack` passes env REDIS_URL as `prefer_url`.
+  Tests never touch REDIS_URL: each test house starts its own server (a few milliseconds),
   unless TEST_REDIS_URL is set, which means "this database is the tests' to flush" (see
   tests/conftest.py). So no test can flush data it does not own.
 - The Redis server binary is looked up as: env REDIS_SERVER_BIN, then the valkey-server inside
@@ -388,7 +388,7 @@ def start_redis(prefer_url: str | None = os.environ.get("REDIS_URL"), *, workdir
         terminate(server.process)
         if attempt == attempts:
             server.stop()
-            raise RuntimeError(f"redis-server did not answer on port {port}:\n{tail(log_path)}")
+            raise RuntimeError(f"the Redis server {binary} did not answer on port {port}:\n{tail(log_path)}")
     raise AssertionError("unreachable")
 
 

