@@ -17,7 +17,8 @@ Rules this module keeps:
 - Redis, the rule for sharing: `start_redis(prefer_url)` uses `prefer_url` only if a server
   answers there, and then never flushes it (it does not own it). Otherwise it starts its own
   Redis server (binary lookup below) on a free port, with `--save "" --appendonly no` in a
-  temporary directory, and owns (and later stops) that process. `deploy.stack` passes env REDIS_URL as `prefer_url`.
+  temporary directory, and owns (and later stops) that process. `deploy.stack` passes env
+  REDIS_URL as `prefer_url`.
   Tests never touch REDIS_URL: each test house starts its own server (a few milliseconds),
   unless TEST_REDIS_URL is set, which means "this database is the tests' to flush" (see
   tests/conftest.py). So no test can flush data it does not own.

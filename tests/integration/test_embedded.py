@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 
 import pytest
 import redis
@@ -109,3 +110,44 @@ async def test_a_killed_service_comes_back_by_itself_and_a_stopped_one_stays_sto
     assert "transfer" not in house.services and house.restarts("transfer") == 0
     await house.start_service("transfer")
     assert "transfer" in house.services and house.restarts() == 1
+
+
+def test_an_instance_that_keeps_dying_is_restarted_with_backoff_never_in_a_hot_loop(tmp_path, monkeypatch):
+    """The supervisor's policy, on stand-in service modules that exit at once (the clock is passed
+    in, so nothing here depends on how fast the machine is)."""
+    (tmp_path / "standin").mkdir()
+    (tmp_path / "standin" / "__init__.py").write_text("")
+    (tmp_path / "standin" / "crashy.py").write_text("raise SystemExit(3)\n")
+    (tmp_path / "standin" / "steady.py").write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setenv("EMBEDDED_SERVICE_PACKAGE", "standin")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    spawned: list[str] = []
+    stack = embedded.EmbeddedStack.attach(tmp_path / "run", "127.0.0.1:9", "redis://127.0.0.1:9/0",
+                                          services=("crashy", "steady"), supervise=False,
+                                          on_spawn=lambda svc: spawned.append(svc.name))
+    stack.plan_instances()
+    try:
+        stack.spawn_instance("crashy")
+        stack.spawn_instance("steady")
+        waits = []
+        for _ in range(6):
+            stack.services["crashy"].process.wait(30)
+            now = time.monotonic()
+            assert stack.supervise_once(now) == []  # died young: not at once
+            due = stack._due["crashy"]
+            waits.append(round(due - now, 3))
+            assert stack.supervise_once(due - 0.01) == [] and stack.supervise_once(due) == ["crashy"]
+        assert waits == [0.25, 0.5, 1.0, 1.6, 1.6, 1.6]
+
+        stack.services["crashy"].process.wait(30)
+        stack.services["crashy"].started_at -= embedded.LIVED_LONG  # as if it had run for a while
+        assert stack.supervise_once() == ["crashy"], "a death after a long run is restarted at once"
+        assert stack.restarts["crashy"] == 7 and spawned.count("crashy") == 8
+        assert stack.log_path("crashy").read_text().count("supervisor: crashy exited with 3") == 7
+
+        stack.stop_instance("steady", kill=True)
+        stack.stop_instance("crashy")
+        assert [stack.supervise_once(time.monotonic() + 60) for _ in range(3)] == [[], [], []]
+        assert stack.restarts["steady"] == 0 and not stack.services
+    finally:
+        stack.stop_services()
