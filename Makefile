@@ -32,8 +32,9 @@ integration: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m deploy.demo
 
+# STANDBY=1: a second instance of every service (intake-2, ...), a hot standby.
 up: $(STAMP)
-	$(PY) -m deploy.stack up
+	$(PY) -m deploy.stack up $(if $(filter-out 0 no false,$(STANDBY)),--standby)
 
 down: $(STAMP)
 	$(PY) -m deploy.stack down

@@ -1,14 +1,24 @@
 """The embedded infrastructure works: a fresh broker with our topics, and a Redis that answers.
 
-These run without the services, so they stay meaningful while services are being written.
+These run without the services, so they stay meaningful while services are being written;
+the last one runs `deploy.stack up --standby` / `down` as `make up STANDBY=1` / `make down` do.
 """
 from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from deploy import embedded, stack
 from shared import topics as T
 from shared.signing import Keyring, verify
 from tests.support.client import ContractClient, Observer, make_event
@@ -79,3 +89,53 @@ async def test_redis_answers(infra):
         assert await client.get("smoke") == b"1"
     finally:
         await client.aclose()
+
+
+def _stack(run_dir, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # never a developer's Redis
+    return subprocess.run([sys.executable, "-m", "deploy.stack", *args, "--run-dir", str(run_dir)],
+                          cwd=embedded.REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+async def test_stack_up_with_standby_supervises_and_down_leaves_nothing_running(embedded_binaries, tmp_path):
+    run = stack.RunDir(tmp_path / "run")
+    loop = asyncio.get_running_loop()
+    started = await loop.run_in_executor(None, _stack, run.root, "up", "--standby", "--timeout", "180")
+    seen: list[dict] = []
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        pids = stack.read_pids(run)
+        instances = [n for s in embedded.SERVICES for n in embedded.instance_names(s, standby=True)]
+        assert set(pids) == {"supervise", "broker", "redis", *instances}
+        seen += pids.values()
+        assert all(stack.is_ours(e) for e in pids.values())
+
+        env = dict(line.split("=", 1) for line in run.stack_env.read_text().splitlines())
+        health, metrics = embedded.parse_url_map(env["HEALTH_URLS"]), embedded.parse_url_map(env["METRICS_URLS"])
+        assert set(health) == set(metrics) == set(instances)
+        ports = {n: int(url.rsplit(":", 1)[1].split("/")[0]) for n, url in health.items()}
+        assert len(set(ports.values())) == len(instances)
+        for name in instances:
+            assert health[name].endswith("/healthz") and metrics[name].endswith("/metrics")
+            proc_env = _environ(pids[name]["pid"])
+            assert proc_env["SERVICE_INSTANCE"] == name and proc_env["HEALTH_PORT"] == str(ports[name])
+
+        # a crash of a detached instance: the supervisor restarts it and rewrites its pid file
+        os.kill(pids["matching-2"]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (entry := stack.read_pids(run)["matching-2"])["pid"] == pids["matching-2"]["pid"]:
+            assert time.monotonic() < deadline, "matching-2 was not restarted"
+            await asyncio.sleep(0.1)
+        seen.append(entry)
+        assert stack.is_ours(entry) and entry["restarts"] == 1
+        assert _environ(entry["pid"])["HEALTH_PORT"] == str(ports["matching-2"])
+    finally:
+        stopped = await loop.run_in_executor(None, _stack, run.root, "down")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert [e["pid"] for e in seen if stack.is_ours(e)] == []
+    assert not list(run.pids.glob("*.pid")) and not run.stack_env.exists()
