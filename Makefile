@@ -11,7 +11,7 @@ define pytest
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected in $(1)"; rc=0; fi; exit $$rc
 endef
 
-.PHONY: install test unit integration demo up down status bench compose-check topics-json k8s-topics acls secrets
+.PHONY: install test unit integration demo up down status bench compose-check topics-json k8s-topics acls secrets docs
 
 install: $(STAMP)
 
@@ -71,3 +71,7 @@ compose-check:
 	else \
 		echo "docker-compose is not installed (apt-get install docker-compose); skipping the check"; \
 	fi
+
+# docs/asyncapi/<service>.json, generated from each service's FastStream app (tests fail when stale).
+docs: $(STAMP)
+	$(PY) -m deploy.asyncapi

@@ -502,7 +502,6 @@ class Runner:
                                     producer=self.producer_name)
         ctx.emit(topics.OPS_DEAD_LETTERS, rec.key.decode("utf-8", "replace") if rec.key else None, letter)
         ctx.emit(topics.OPS_ALERTS, alert.subject_ref, alert)
-        self.metrics.dead_letters.labels(code="processing_error").inc()
 
     def _cap_refused(self, refused: CapExceeded, first: ConsumerRecord) -> None:
         place = record_place(first.topic, first.partition, first.offset)
@@ -537,7 +536,11 @@ class Runner:
             self.seen = {k: v for k, v in self.seen.items() if v >= extra.seen_floor}
         self.high = max(self.high, ctx.high)
         self.offsets.update(ctx.changes.offsets)
-        self.metrics.records.inc(len(ctx.changes.seen))
+        if not ctx.replay:
+            self.metrics.records.inc(len(ctx.changes.seen))
+            for o in ctx.out:
+                if o.topic == topics.OPS_DEAD_LETTERS:
+                    self.metrics.dead_letters.labels(code=json.loads(o.value)["error_code"]).inc()
         faults.point("after_commit")
 
     # ---- the relay -----------------------------------------------------------------------
