@@ -9,6 +9,8 @@ MAX_VALUE_BYTES = 256 * 1024  # a larger value is `too_large`, before its signat
 MAX_DEPTH = 32  # JSON nested deeper is `not_json`
 MAX_STRING = 1000  # characters in any string field, else `schema`
 FIRST_YEAR, LAST_YEAR = 1900, 2100  # a date or time outside these calendar years is `schema`
+# I-JSON (RFC 7493): the largest integer every consumer (a double in Lua or JavaScript) holds exactly.
+JSON_SAFE_INT = 2**53 - 1
 FUTURE_TOLERANCE = timedelta(hours=24)  # `occurred_at` further ahead of intake's clock: `implausible_time`
 
 # The only bytes that matter for nesting: quotes, brackets, and an escape with the byte it escapes

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, TypeAdapter
 
 from shared import topics
+from shared.limits import JSON_SAFE_INT
 from shared.events.base import BiometricId, CountryCode, Event, EventDate, EventTime, Inbound, IsoWeek, Ref
 
 
@@ -139,7 +140,7 @@ class IllegalWorkingEncounter(Inbound):
 class WeeklyCapSet(Inbound):
     event_type: Literal["WeeklyCapSet"]
     week: IsoWeek
-    cap: Annotated[int, Field(ge=0)]
+    cap: Annotated[int, Field(ge=0, le=JSON_SAFE_INT)]
 
 
 class AdmissionsPaused(Inbound):

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from services.intake.rules import CODES, Accepted, Rejected, screen
 from shared import topics as T
-from shared.limits import MAX_DEPTH, MAX_STRING, MAX_VALUE_BYTES
+from shared.events.inbound import ANY_INBOUND, subject_of
+from shared.events.internal import AcceptedEvent
+from shared.limits import JSON_SAFE_INT, MAX_DEPTH, MAX_STRING, MAX_VALUE_BYTES
 from shared.signing import Keyring, signed_headers
 from tests.support import factory as f
 from tests.support.client import encode
@@ -140,6 +142,12 @@ def test_a_week_that_does_not_exist_is_schema(week, expected):
     assert code(T.OPS_CONTROL, f.cap_set(week, 10, f.T0)) == expected
 
 
+@pytest.mark.parametrize("cap,expected", [(0, "accepted"), (JSON_SAFE_INT, "accepted"), (-1, "schema"),
+                                          (JSON_SAFE_INT + 1, "schema"), (10**4000, "schema")])
+def test_a_cap_is_an_integer_every_consumer_can_hold(cap, expected):
+    assert code(T.OPS_CONTROL, {**f.cap_set("2025-W36", 10, f.T0), "cap": cap}) == expected
+
+
 @pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999"])
 def test_nan_and_infinity_are_schema(number):
     value = encode(f.cap_set("2025-W36", 10, f.T0)).replace(b'"cap":10', b'"cap":' + number)
@@ -244,6 +252,11 @@ def test_signed_mutations_of_good_events_never_raise(case, received_at):
     if isinstance(result, Accepted):
         assert result.event.occurred_at <= received_at + timedelta(hours=24)
         assert result.document["event_type"] == result.event.event_type
+        # what intake does next with it must not fail either
+        AcceptedEvent(source_topic=topic, source_partition=0, source_offset=0,
+                      event=result.document).model_dump_json()
+        assert subject_of(result.event)
+        assert ANY_INBOUND.validate_python(result.document) == result.event
 
 
 @settings(max_examples=60, deadline=None)
@@ -287,3 +300,13 @@ def test_only_events_more_than_a_day_ahead_are_implausible(topic, ahead):
     if (NOW + ahead).year > 2100:
         expected = "schema"
     assert code(topic, doc) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(topic=st.sampled_from(INBOUND), value=st.one_of(
+    st.binary(max_size=2000),
+    st.text(st.sampled_from(list('{}[]":,\\ 0123456789.eE-+nulltruefalseNaNInfinity\ud800\x00')), max_size=300)
+    .map(lambda s: s.encode("utf-8", "surrogatepass"))))
+def test_signed_junk_passes_the_signature_and_still_never_raises(topic, value):
+    result = run(topic, value)
+    assert isinstance(result, Rejected) and result.error_code in ("not_json", "unknown_type", "schema")
