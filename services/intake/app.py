@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 
 from aiokafka import ConsumerRecord
 
 from services.intake.rules import Accepted, screen
 from shared import topics
+from shared.events.inbound import subject_of
 from shared.events.internal import AcceptedEvent
 from shared.dead_letters import dead_letter
 from shared.runtime import BatchContext, Runner, Service
@@ -17,6 +18,7 @@ from shared.store import Snapshot
 
 log = logging.getLogger("oioo.intake")
 PRODUCER = "oioo-intake"
+MAX_KEY_BYTES = 1024
 
 
 class Intake(Service):
@@ -34,7 +36,13 @@ class Intake(Service):
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         headers = {k: v for k, v in (rec.headers or ())}
-        result = screen(self.keyring, rec.topic, headers, rec.value)
+        # The one wall clock in the house, read here and nowhere else: the contract's
+        # `implausible_time` guard compares an event's own time with ours at receipt, so no
+        # producer can move the system's clock ahead. The record's broker timestamp cannot
+        # stand in for it: the producer sets it, so it is no witness. (A rebuild replays with
+        # a later clock: what was accepted stays accepted.)
+        received_at = datetime.now(timezone.utc)
+        result = screen(self.keyring, rec.topic, headers, rec.value, received_at=received_at)
         if not isinstance(result, Accepted):
             self._dead_letter(rec, result.error_code, result.error_detail, ctx)
             return
@@ -47,13 +55,14 @@ class Intake(Service):
             ctx.changes.put("meta", {"now": self.now.isoformat()})
         envelope = AcceptedEvent(source_topic=rec.topic, source_partition=rec.partition,
                                  source_offset=rec.offset, event=result.document)
-        key = rec.key.decode("utf-8", "replace") if rec.key else None
-        ctx.emit(topics.INTAKE_ACCEPTED, key, envelope.model_dump_json().encode())
+        # Keyed by what the body says it is about: the producer's key may disagree with it.
+        ctx.emit(topics.INTAKE_ACCEPTED, subject_of(event), envelope.model_dump_json().encode())
 
     def _dead_letter(self, rec: ConsumerRecord, code: str, detail: str, ctx: BatchContext) -> None:
         letter, alert = dead_letter(topic=rec.topic, partition=rec.partition, offset=rec.offset, raw=rec.value,
                                     code=code, detail=detail, when=self.now, producer=PRODUCER)
-        key = rec.key.decode("utf-8", "replace") if rec.key else None
+        # The original key, cut: only the value has a limit, and a dead letter must still fit.
+        key = rec.key[:MAX_KEY_BYTES].decode("utf-8", "replace") if rec.key else None
         ctx.emit(topics.OPS_DEAD_LETTERS, key, letter)
         ctx.emit(topics.OPS_ALERTS, alert.subject_ref, alert)
         log.warning("dead letter %s at %s", code, alert.subject_ref)

@@ -1,16 +1,23 @@
-"""Screening an inbound message, as the contract orders the checks. Pure: no I/O."""
+"""Screening an inbound message, in the order the contract gives the checks. Pure: no I/O, and
+no clock of its own (the wiring passes the time the record was received)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import ValidationError
 
 from shared.events.base import Event
 from shared.events.inbound import TOPIC_ADAPTERS
+from shared.limits import FUTURE_TOLERANCE, MAX_DEPTH, MAX_VALUE_BYTES, json_depth
 from shared.signing import Keyring, verify
 from shared.topics import INBOUND_EVENT_TYPES
 
+# Every code screen() can give, in the order it checks them.
+CODES = ("too_large", "signature", "unauthorised_producer", "not_json", "unknown_type", "schema",
+         "implausible_time")
 
 @dataclass(frozen=True)
 class Accepted:
@@ -20,38 +27,93 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Rejected:
-    error_code: str  # not_json | unknown_type | schema | signature | unauthorised_producer
-    error_detail: str
+    error_code: str  # one of CODES
+    error_detail: str  # names fields and limits, never a field's value
 
 
-def screen(keyring: Keyring, topic: str, headers: dict, value: bytes | None) -> Accepted | Rejected:
-    """Signature on the raw bytes first, then the key's topics, then JSON, type and schema."""
+def screen(keyring: Keyring, topic: str, headers: dict, value: bytes | None, *,
+           received_at: datetime) -> Accepted | Rejected:
+    """Size, signature, the key's topics, JSON, type, schema, then the time's plausibility.
+
+    `received_at` is intake's own clock when the record arrived (timezone-aware)."""
     raw = value or b""
+    # Before the signature: an unsigned value costs its sender nothing, so its size must not
+    # cost us a MAC over megabytes, nor a dead letter over the broker's limit.
+    if len(raw) > MAX_VALUE_BYTES:
+        return Rejected("too_large", f"value is {len(raw)} bytes, over the limit of {MAX_VALUE_BYTES}")
     bad_signature = verify(keyring, topic, headers, raw)
     if bad_signature:
         return Rejected(*bad_signature)
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        return Rejected("not_json", f"value is not UTF-8 JSON: {exc.__class__.__name__}: {exc}"[:300])
-    if not isinstance(document, dict):
-        return Rejected("schema", f"value must be a JSON object, got {type(document).__name__}")
+    parsed = _parse(raw)
+    if isinstance(parsed, Rejected):
+        return parsed
+    document, non_finite = parsed
     event_type = document.get("event_type")
     if not isinstance(event_type, str):
-        return Rejected("schema", "field 'event_type' is missing or not a string")
+        return Rejected("schema", "event_type: missing or not a string")
     if event_type not in INBOUND_EVENT_TYPES.get(topic, ()):
-        return Rejected("unknown_type", f"event type {event_type!r} is not listed for {topic}")
+        # Not quoted: it is a value like any other (the restricted dead letter holds it).
+        return Rejected("unknown_type", f"event_type: not a type listed for {topic}")
+    if non_finite:
+        return Rejected("schema", "NaN and Infinity are not numbers the contract allows")
     try:
         event = TOPIC_ADAPTERS[topic].validate_json(raw, strict=True)
     except ValidationError as exc:
+        # json.loads took it, so this should not happen; if the two parsers ever disagree,
+        # the value is still not JSON the contract accepts.
+        if any(err["type"] == "json_invalid" for err in exc.errors(include_url=False, include_input=False)):
+            return Rejected("not_json", "value is not JSON the contract accepts")
         return Rejected("schema", describe(exc))
+    # The event's own time against ours: a record's broker timestamp is set by its producer,
+    # so it is no witness of when the event could have happened.
+    if event.occurred_at > received_at + FUTURE_TOLERANCE:
+        return Rejected("implausible_time",
+                        f"occurred_at is more than {FUTURE_TOLERANCE} ahead of intake's clock at receipt")
     return Accepted(event, document)
+
+
+def _parse(raw: bytes) -> tuple[dict, bool] | Rejected:
+    """The value as one JSON object, and whether it holds NaN or an infinity."""
+    # Depth first, by a scan that cannot recurse: the parser itself would, without bound.
+    if json_depth(raw, stop_above=MAX_DEPTH) > MAX_DEPTH:
+        return Rejected("not_json", f"JSON is nested deeper than {MAX_DEPTH} levels")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected("not_json", f"value is not UTF-8 (byte {exc.start})")
+    non_finite = False
+
+    def number(literal: str) -> float:
+        nonlocal non_finite
+        result = float(literal)
+        non_finite = non_finite or not math.isfinite(result)  # 1e999 is an infinity too
+        return result
+
+    def constant(name: str) -> float:
+        nonlocal non_finite
+        non_finite = True
+        return float(name)
+
+    try:
+        document = json.loads(text, parse_float=number, parse_constant=constant)
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        where = f" at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        return Rejected("not_json", f"value is not JSON{where}")
+    if not isinstance(document, dict):
+        return Rejected("not_json", f"value must be one JSON object, not {type(document).__name__}")
+    try:
+        # A lone surrogate escape ("\ud800") parses, but is no Unicode text: nothing could
+        # write it out again. The depth is bounded, so this cannot recurse far.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return Rejected("not_json", "value holds a lone surrogate escape, which is not Unicode text")
+    return document, non_finite
 
 
 def describe(exc: ValidationError) -> str:
     """Name each offending field; never echo the values (they may be personal data)."""
     parts = []
-    for err in exc.errors(include_url=False, include_input=False)[:5]:
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "(value)"
+    for err in exc.errors(include_url=False, include_input=False, include_context=False)[:5]:
+        loc = ".".join(str(p)[:64] for p in err["loc"] if not isinstance(p, int)) or "(value)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)

@@ -1,26 +1,26 @@
 """Inbound events (the system consumes), one discriminated union per contract topic."""
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal, Union
 
-from pydantic import AwareDatetime, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from shared import topics
-from shared.events.base import BiometricId, CountryCode, Event, IsoWeek, Ref
+from shared.limits import JSON_SAFE_INT
+from shared.events.base import BiometricId, CountryCode, Event, EventDate, EventTime, Inbound, IsoWeek, Ref
 
 
 # border.arrivals.v1
-class ArrivalRecorded(Event):
+class ArrivalRecorded(Inbound):
     event_type: Literal["ArrivalRecorded"]
     arrival_id: Ref
     biometric_id: BiometricId
     family_name: str
     given_names: str
-    date_of_birth: date | None
+    date_of_birth: EventDate | None
     nationality: CountryCode
     claimed_minor: bool
-    landed_at: AwareDatetime
+    landed_at: EventTime
     landing_point: str
     vessel_ref: str
     departed_from: CountryCode
@@ -29,81 +29,81 @@ class ArrivalRecorded(Event):
 
 
 # casework.updates.v1
-class AsylumClaimDecided(Event):
+class AsylumClaimDecided(Inbound):
     event_type: Literal["AsylumClaimDecided"]
     arrival_id: Ref
     outcome: Literal["withdrawn", "inadmissible", "admitted_for_consideration"]
 
 
-class ProtectionClaimLodged(Event):
+class ProtectionClaimLodged(Inbound):
     event_type: Literal["ProtectionClaimLodged"]
     arrival_id: Ref
     claim_id: Ref
     kind: Literal["human_rights", "trafficking", "further_submissions"]
 
 
-class ProtectionClaimResolved(Event):
+class ProtectionClaimResolved(Inbound):
     event_type: Literal["ProtectionClaimResolved"]
     arrival_id: Ref
     claim_id: Ref
     outcome: Literal["refused", "upheld"]
 
 
-class LegalChallengeFiled(Event):
+class LegalChallengeFiled(Inbound):
     event_type: Literal["LegalChallengeFiled"]
     arrival_id: Ref
     challenge_id: Ref
     kind: Literal["judicial_review", "injunction", "appeal"]
 
 
-class LegalChallengeDecided(Event):
+class LegalChallengeDecided(Inbound):
     event_type: Literal["LegalChallengeDecided"]
     arrival_id: Ref
     challenge_id: Ref
     outcome: Literal["dismissed", "upheld"]
 
 
-class AgeAssessed(Event):
+class AgeAssessed(Inbound):
     event_type: Literal["AgeAssessed"]
     arrival_id: Ref
     assessed_minor: bool
 
 
-class PersonDetained(Event):
+class PersonDetained(Inbound):
     event_type: Literal["PersonDetained"]
     arrival_id: Ref
 
 
-class PersonAbsconded(Event):
+class PersonAbsconded(Inbound):
     event_type: Literal["PersonAbsconded"]
     arrival_id: Ref
 
 
 # admissions.applications.v1
-class ExpressionOfInterestSubmitted(Event):
+class ExpressionOfInterestSubmitted(Inbound):
     event_type: Literal["ExpressionOfInterestSubmitted"]
     application_id: Ref
     family_group_ref: Ref | None
     nationality: CountryCode
-    date_of_birth: date
+    date_of_birth: EventDate
     located_in_france_verified: bool
-    submitted_at: AwareDatetime
+    submitted_at: EventTime
 
 
-class ApplicationVetted(Event):
+class ApplicationVetted(Inbound):
     event_type: Literal["ApplicationVetted"]
     application_id: Ref
     biometric_id: BiometricId
     security_outcome: Literal["clear", "refused"]
 
 
-class ApplicationWithdrawn(Event):
+class ApplicationWithdrawn(Inbound):
     event_type: Literal["ApplicationWithdrawn"]
     application_id: Ref
 
 
 # liaison.fr.decisions.v1
-class ReturnRequestAnswered(Event):
+class ReturnRequestAnswered(Inbound):
     event_type: Literal["ReturnRequestAnswered"]
     request_id: Ref
     decision: Literal["accepted", "refused"]
@@ -111,25 +111,25 @@ class ReturnRequestAnswered(Event):
 
 
 # transfers.movements.v1
-class ReturnExecuted(Event):
+class ReturnExecuted(Inbound):
     event_type: Literal["ReturnExecuted"]
     request_id: Ref
     flight_ref: str
 
 
-class ReturnFailed(Event):
+class ReturnFailed(Inbound):
     event_type: Literal["ReturnFailed"]
     request_id: Ref
     reason: Literal["absconded", "medical", "disruption", "refused_boarding"]
 
 
-class AdmissionArrived(Event):
+class AdmissionArrived(Inbound):
     event_type: Literal["AdmissionArrived"]
     application_id: Ref
 
 
 # enforcement.illegal-working.v1
-class IllegalWorkingEncounter(Event):
+class IllegalWorkingEncounter(Inbound):
     event_type: Literal["IllegalWorkingEncounter"]
     report_id: Ref
     biometric_id: BiometricId
@@ -137,23 +137,23 @@ class IllegalWorkingEncounter(Event):
 
 
 # ops.control.v1
-class WeeklyCapSet(Event):
+class WeeklyCapSet(Inbound):
     event_type: Literal["WeeklyCapSet"]
     week: IsoWeek
-    cap: Annotated[int, Field(ge=0)]
+    cap: Annotated[int, Field(ge=0, le=JSON_SAFE_INT)]
 
 
-class AdmissionsPaused(Event):
+class AdmissionsPaused(Inbound):
     event_type: Literal["AdmissionsPaused"]
     reason: str
 
 
-class AdmissionsResumed(Event):
+class AdmissionsResumed(Inbound):
     event_type: Literal["AdmissionsResumed"]
     reason: str
 
 
-class ClockTick(Event):
+class ClockTick(Inbound):
     event_type: Literal["ClockTick"]
 
 
