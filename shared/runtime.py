@@ -23,6 +23,7 @@ puts what it decided into a `BatchContext` (records to store, events to publish)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ from shared.store import CapExceeded, Changes, Commit, Fenced, RecordStore, Snap
 log = logging.getLogger("oioo.runtime")
 
 JSON_HEADERS = {"content-type": "application/json"}
+TRACEPARENT = "traceparent"
 EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 LEASE_LOST_EXIT = 75  # EX_TEMPFAIL: the supervisor restarts us, and we wait as a standby
 
@@ -80,6 +82,7 @@ class BatchContext:
         self.out: list[Outgoing] = []
         self._new_seen: set[str] = set()
         self.high = high  # the duplicate filter's clock: the latest event time seen, in seconds
+        self.trace: str | None = None  # the W3C traceparent of what the record in hand causes
 
     def first_time(self, event_id: str, when: datetime | None = None) -> bool:
         """True once per event id within the duplicate filter's horizon (and records it)."""
@@ -93,7 +96,8 @@ class BatchContext:
 
     def emit(self, topic: str, key: str | None, event: Event | bytes) -> None:
         value = event if isinstance(event, bytes) else event.to_json()
-        self.out.append(Outgoing(topic, key, value))
+        headers = {**JSON_HEADERS, TRACEPARENT: self.trace} if self.trace else dict(JSON_HEADERS)
+        self.out.append(Outgoing(topic, key, value, headers))
 
 
 class Service(ABC):
@@ -389,7 +393,7 @@ class Runner:
                       kind="rebuild_incomplete", subject_ref=subject,
                       message=f"{self.service.name} cannot rebuild its state: the log ends before the "
                               f"committed offsets ({where}); restore Redis or the topics, then restart it")
-        await until_done("broker (alert)", lambda: self._publish([[topics.OPS_ALERTS, subject, alert.to_json().decode()]]),
+        await until_done("broker (alert)", lambda: self._publish([[topics.OPS_ALERTS, subject, alert.to_json().decode(), None]]),
                          self._broker_outage)
         raise _Incomplete(where)
 
@@ -487,6 +491,7 @@ class Runner:
         if rec.offset < self.offsets.get(tp, 0) or rec.offset < ctx.changes.offsets.get(tp, 0):
             return
         place = record_place(rec.topic, rec.partition, rec.offset)
+        ctx.trace = trace_of(rec, place)
         if place in poisoned:
             self._dead_letter(rec, poisoned[place], ctx)
         else:
@@ -561,16 +566,31 @@ class Runner:
     async def _publish(self, messages: list[list]) -> None:
         futures = [
             await self.broker.publish(value.encode("utf-8"), topic, key=key.encode() if key else None,
-                                      headers=dict(JSON_HEADERS), no_confirm=True)
-            for topic, key, value in messages
+                                      headers={**JSON_HEADERS, TRACEPARENT: trace} if trace else dict(JSON_HEADERS),
+                                      no_confirm=True)
+            for topic, key, value, trace in messages
         ]
         await asyncio.gather(*futures)
         self.metrics.published.inc(len(messages))
 
 
 def _encode(out: list[Outgoing]) -> bytes:
-    return json.dumps([[o.topic, o.key, o.value.decode("utf-8")] for o in out],
+    return json.dumps([[o.topic, o.key, o.value.decode("utf-8"), o.headers.get(TRACEPARENT)] for o in out],
                       separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def trace_of(rec: ConsumerRecord, place: str) -> str:
+    """The W3C trace context that travels with what a record causes, so one arrival can be
+    followed across the four services: the record's own trace continued, with this service's
+    hop as the parent span, or a new trace when the producer sent none. Derived from the
+    record's place in the log, so a batch decided again publishes the same headers."""
+    digest = hashlib.sha256(place.encode()).hexdigest()
+    incoming = next((v for k, v in (rec.headers or ()) if k == TRACEPARENT), b"")
+    parts = incoming.decode("ascii", "replace").split("-") if incoming else []
+    valid = len(parts) == 4 and len(parts[1]) == 32 and all(c in "0123456789abcdef" for c in parts[1]) \
+        and parts[1] != "0" * 32
+    trace_id = parts[1] if valid else digest[16:48]
+    return f"00-{trace_id}-{digest[:16]}-01"
 
 
 def serve(build: Callable[[], Runner]) -> None:

@@ -99,3 +99,19 @@ async def test_bad_input_is_dead_lettered_with_its_code_and_the_next_event_flows
     assert json.loads(base64.b64decode(schema_letter["raw_value_b64"]))["arrival_id"] == "A2"
     assert not observer.events(T.OPS_AUDIT, "Decision", subject_ref="A2")
     await observer.wait_for(T.OPS_ALERTS, "Alert", kind="dead_letter", count=5)
+
+
+async def test_one_arrival_is_followed_across_the_four_services_by_its_trace_id(house, client, observer):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    await client.publish(T.ADMISSIONS_APPLICATIONS, f.eoi("TP-1", T0))
+    await client.publish(T.ADMISSIONS_APPLICATIONS, f.vetted("TP-1", T0))
+    await observer.wait_for(T.OPS_AUDIT, "Decision", subject_ref="TP-1", decision="eligible")
+    # the arrival comes last, so the pair forms on it: terminal -> intake -> enforcement ->
+    # matching -> transfer -> France, one trace
+    await client.publish(T.BORDER_ARRIVALS, f.arrival("TR-1", T0 + HOUR),
+                         headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    request = (await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id="TR-1"))[0]
+    decision = (await observer.wait_for(T.OPS_AUDIT, "Decision", subject_ref="TR-1"))[0]
+    for seen in (request, decision):
+        version, trace, parent, flags = seen.headers["traceparent"].decode().split("-")
+        assert (version, trace, flags) == ("00", trace_id, "01") and parent != "00f067aa0ba902b7"
