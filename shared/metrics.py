@@ -41,3 +41,28 @@ def for_service(name: str) -> ServiceMetrics:
         records=_RECORDS.labels(service=name),
         published=_PUBLISHED.labels(service=name),
     )
+
+
+# The scheme's own figures, set by the service that knows them (matching) after each batch.
+DOMAIN = {
+    "oioo_week_pairs_formed": Gauge("oioo_week_pairs_formed", "Live pairs formed in the current week", ["week"]),
+    "oioo_week_cap_remaining": Gauge("oioo_week_cap_remaining", "Pairs the current week's cap still allows",
+                                     ["week"]),
+    "oioo_open_blockers": Gauge("oioo_open_blockers", "Cases waiting behind an open blocker, by reason", ["reason"]),
+    "oioo_holds": Gauge("oioo_holds", "Removals on hold (a blocker opened after the request)", []),
+}
+
+
+def set_figures(figures: list[tuple[str, dict[str, str], float]]) -> None:
+    """Replace the domain gauges with a service's latest figures (name, labels, value)."""
+    by_name: dict[str, list] = {}
+    for name, labels, value in figures:
+        by_name.setdefault(name, []).append((labels, value))
+    for name, rows in by_name.items():
+        gauge = DOMAIN[name]
+        if gauge._labelnames:
+            gauge.clear()
+            for labels, value in rows:
+                gauge.labels(**labels).set(value)
+        else:
+            gauge.set(rows[-1][1])

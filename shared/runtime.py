@@ -546,6 +546,9 @@ class Runner:
             for o in ctx.out:
                 if o.topic == topics.OPS_DEAD_LETTERS:
                     self.metrics.dead_letters.labels(code=json.loads(o.value)["error_code"]).inc()
+            figures = getattr(self.service, "figures", None)
+            if figures is not None:
+                metrics.set_figures(figures())
         faults.point("after_commit")
 
     # ---- the relay -----------------------------------------------------------------------
