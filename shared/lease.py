@@ -45,6 +45,7 @@ class Lease:
         self.keys = [store.lease_key, store.fence_key]
         self.instance = instance
         self.ttl_ms = ttl_ms
+        self._redis = redis
         self.value: str | None = None  # "<token>:<instance>:<nonce>" while held
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
@@ -72,6 +73,17 @@ class Lease:
             return "gone"
         result = int(await self._renew(keys=self.keys[:1], args=[self.value, self.ttl_ms]))
         return {1: "held", 0: "gone"}.get(result, "taken")
+
+    async def holder(self) -> str | None:
+        value = await self._redis.get(self.keys[0])
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def hold_again(self) -> bool:
+        """After the lease vanished (expired while Redis stalled, or Redis emptied): True when
+        this instance holds it again — re-acquired now, or by another task of this instance."""
+        if await self.holder() is None and await self.try_acquire():
+            return True
+        return self.value is not None and await self.holder() == self.value
 
     async def release(self) -> None:
         if self.value is not None:

@@ -276,10 +276,9 @@ class Runner:
                 self._redis_outage(True)
                 continue
             if state == "gone":
-                # Redis was flushed or restarted empty: take the lease again and rebuild.
-                if await self.lease.try_acquire():
-                    log.warning("%s: the lease vanished (Redis emptied?); re-acquired, state will be rebuilt",
-                                self.instance)
+                # it expired while Redis stalled, or Redis was emptied: hold it again and recover
+                if await self.lease.hold_again():
+                    log.warning("%s: the lease had vanished; held again, state will be reloaded", self.instance)
                     self._must_recover = True
                     continue
                 state = "taken"
@@ -474,8 +473,7 @@ class Runner:
             except Fenced as fenced:
                 # The lease vanished (it expired while Redis stalled, or Redis was emptied): take
                 # it again, or notice the keeper already did, and decide again from Redis.
-                if (fenced.holder and fenced.holder == self.lease.value) or (
-                        not fenced.holder and await self.lease.try_acquire()):
+                if await self.lease.hold_again():
                     log.warning("%s: the lease had vanished; held again, recovering", self.instance)
                     await self._recover()
                     continue
