@@ -45,7 +45,9 @@ def write_png(path: Path, balances: dict[str, dict], title: str) -> None:
             label="returns executed", color="#1d70b8")
     top.bar([i + width / 2 for i in x], [r["admissions_offered"] for r in rows], width,
             label="admissions offered", color="#f47738")
-    top.step(x, [r["cap"] for r in rows], where="mid", color="#d4351c", linestyle="--", label="weekly cap")
+    # one dash per week: a step line would vanish for a single week
+    top.hlines([r["cap"] for r in rows], [i - 0.45 for i in x], [i + 0.45 for i in x], color="#d4351c",
+               linestyles="--", label="weekly cap")
     top.set_ylabel("per week")
     top.set_title(title)
     top.legend(loc="upper left")
