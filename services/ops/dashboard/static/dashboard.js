@@ -42,7 +42,7 @@ function chart(weeks) {
   const shown = weeks.slice(-26);
   const max = Math.max(1, ...shown.map((w) => Math.max(w.cap || 0, w.returns_executed || 0, w.admissions_offered || 0)));
   const y = (v) => H - bottom - ((H - bottom - top) * v) / max;
-  const slot = (W - left) / Math.max(shown.length, 1);
+  const slot = Math.min(72, (W - left) / Math.max(shown.length, 1));
   const add = (name, attrs, text) => {
     const el = document.createElementNS(SVG, name);
     for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
