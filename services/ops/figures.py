@@ -134,7 +134,7 @@ class Board:
             "weeks": [{n: b.get(n) for n in ("week", "cap", "pairs_formed", "returns_executed",
                                              "admissions_offered", "cumulative_returns_executed",
                                              "cumulative_admissions_offered")}
-                      for b in self.balances.values()],
+                      for _, b in sorted(self.balances.items())],
             "alerts": order_alerts(self.alerts, 12),
             "dead_letters": dict(sorted(self.dead_letters.items())),
         }
