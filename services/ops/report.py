@@ -48,9 +48,11 @@ def write_png(path: Path, balances: dict[str, dict], title: str) -> None:
     # one dash per week: a step line would vanish for a single week
     top.hlines([r["cap"] for r in rows], [i - 0.45 for i in x], [i + 0.45 for i in x], color="#d4351c",
                linestyles="--", label="weekly cap")
+    highest = max([0] + [max(r["cap"], r["returns_executed"], r["admissions_offered"]) for r in rows])
+    top.set_ylim(0, max(1, highest) * 1.3)  # headroom for the legend above the cap line
     top.set_ylabel("per week")
     top.set_title(title)
-    top.legend(loc="upper left")
+    top.legend(loc="upper center", ncol=3)
     top.grid(axis="y", alpha=0.3)
     executed = [r["cumulative_returns_executed"] for r in rows]
     offered = [r["cumulative_admissions_offered"] for r in rows]
