@@ -11,10 +11,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.ops.topics_reader import end_offsets, partitions
+from services.ops.topics_reader import EndOffsets, partitions
 from shared import topics as T
 
 # Each service's consumer group and its input topics (a unit test holds this to the services).
@@ -46,19 +45,36 @@ class Readiness:
     detail: str
 
 
-async def consumer_lag(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUP_INPUTS,
-                       timeout: float = 10.0) -> list[GroupLag]:
-    every = sorted({tp for topics in groups.values() for tp in partitions(topics)})
-    ends = await end_offsets(bootstrap, every, timeout)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await admin.start()
-    try:
+class LagProbe:
+    """Committed offsets (admin client) and end offsets (a group-less consumer), kept open."""
+
+    def __init__(self, bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUP_INPUTS, timeout: float = 10.0):
+        self.groups = groups
+        self.timeout = timeout
+        self.ends = EndOffsets(bootstrap)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+
+    async def start(self) -> "LagProbe":
+        await self.ends.start()
+        await self.admin.start()
+        return self
+
+    async def stop(self) -> None:
+        for closer in (self.ends.stop, self.admin.close):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    async def __call__(self) -> list[GroupLag]:
+        every = sorted({tp for topics in self.groups.values() for tp in partitions(topics)})
+        ends = await self.ends(every, self.timeout)
         out = []
-        for group, topics in groups.items():
+        for group, topics in self.groups.items():
             mine = partitions(topics)
             # partitions named explicitly: Tansu answers the "all partitions" form with a
             # response aiokafka cannot decode
-            got = await admin.list_consumer_group_offsets(group, partitions=mine)
+            got = await self.admin.list_consumer_group_offsets(group, partitions=mine)
             committed = never = end = 0
             for tp in mine:
                 meta = got.get(tp)
@@ -70,8 +86,15 @@ async def consumer_lag(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROU
                     committed += done
             out.append(GroupLag(group, committed, end, never))
         return out
+
+
+async def consumer_lag(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUP_INPUTS,
+                       timeout: float = 10.0) -> list[GroupLag]:
+    probe = await LagProbe(bootstrap, groups, timeout).start()
+    try:
+        return await probe()
     finally:
-        await admin.close()
+        await probe.stop()
 
 
 def _get_ready(instance: str, url: str, timeout: float) -> Readiness:

@@ -118,12 +118,27 @@ async def read_one(bootstrap: str, topic: str, partition: int, offset: int, time
         await c.stop()
 
 
-async def end_offsets(bootstrap: str, tps: list[TopicPartition], timeout: float = 10.0) -> dict[TopicPartition, int]:
-    """The high watermark of each partition, read from the fetch of its last batch."""
-    c = _consumer(bootstrap)
-    await c.start()
-    try:
-        c.assign(tps)
+class EndOffsets:
+    """High watermarks of partitions, read from fresh fetches of their last batch; kept open
+    between calls (the dashboard asks every few seconds)."""
+
+    def __init__(self, bootstrap: str):
+        self.consumer = _consumer(bootstrap)
+        self._assigned: set[TopicPartition] = set()
+
+    async def start(self) -> "EndOffsets":
+        await self.consumer.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def __call__(self, tps: list[TopicPartition], timeout: float = 10.0) -> dict[TopicPartition, int]:
+        c = self.consumer
+        if not set(tps) <= self._assigned:
+            self._assigned |= set(tps)
+            c.assign(sorted(self._assigned))
+        asked_ms = int(time.time() * 1000)
         listed = await c.end_offsets(tps)
         for tp in tps:
             c.seek(tp, max(0, listed[tp] - 1))
@@ -135,11 +150,19 @@ async def end_offsets(bootstrap: str, tps: list[TopicPartition], timeout: float 
             await c.getmany(*[tp for tp in tps if tp not in ends], timeout_ms=100)
             for tp in tps:
                 hw = c.highwater(tp)
-                if hw is not None:
+                # only a fetch answered after this call began tells today's end
+                if tp not in ends and hw is not None and (c.last_poll_timestamp(tp) or 0) >= asked_ms:
                     ends[tp] = hw
         return ends
+
+
+async def end_offsets(bootstrap: str, tps: list[TopicPartition], timeout: float = 10.0) -> dict[TopicPartition, int]:
+    """The high watermark of each partition, once."""
+    probe = await EndOffsets(bootstrap).start()
+    try:
+        return await probe(tps, timeout)
     finally:
-        await c.stop()
+        await probe.stop()
 
 
 async def latest_time(bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> datetime | None:

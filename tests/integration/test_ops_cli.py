@@ -150,6 +150,10 @@ async def test_cap_set_is_signed_by_the_operator_and_matching_applies_it(house, 
     await observer.quiet(1.0)
     assert len(observer.events(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested")) == 1
 
+    status = await oioo(stack_env, "status")
+    assert status.code == 0, status
+    assert f"This week: {WEEK}" in status.out and "cap_reached" in status.out and "oioo-matching" in status.out
+
     # by default a control takes the system's own event time, so it never moves the clock
     paused = await oioo(stack_env, "admissions", "pause", "--reason", "Joint Committee review")
     assert paused.code == 0, paused

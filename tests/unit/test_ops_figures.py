@@ -70,3 +70,29 @@ def test_board_takes_this_week_from_balances_and_cumulative_from_the_latest_publ
 def test_lag_groups_are_the_services_own_groups_and_inputs():
     services = {"intake": Intake, "enforcement": Enforcement, "matching": Matching, "transfer": Transfer}
     assert health.GROUP_INPUTS == {f"oioo-{name}": tuple(cls.input_topics) for name, cls in services.items()}
+
+
+async def test_readiness_asks_each_instance_readyz():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/ok/readyz" else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        got = await health.readiness({"matching": f"{base}/ok", "matching-standby": f"{base}/standby",
+                                      "transfer": "http://127.0.0.1:9"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(r.instance, r.ready) for r in got] == [("matching", True), ("matching-standby", False),
+                                                    ("transfer", False)]
+    assert got[1].detail == "HTTP 503" and got[2].detail.startswith("unreachable")

@@ -87,14 +87,22 @@ class Live:
                 delay = min(delay * 2, 30.0)
 
     async def watch_services(self) -> None:
+        probe: health.LagProbe | None = None
         while True:
             try:
-                lag = [{**asdict(g), "lag": g.lag} for g in await health.consumer_lag(self.bootstrap)]
+                if probe is None:
+                    probe = await health.LagProbe(self.bootstrap).start()
+                lag = [{**asdict(g), "lag": g.lag} for g in await probe()]
             except asyncio.CancelledError:
+                if probe is not None:
+                    await probe.stop()
                 raise
-            except Exception as exc:  # noqa: BLE001 - shown as unknown, tried again shortly
+            except Exception as exc:  # noqa: BLE001 - shown as unknown, tried again with a new probe
                 log.warning("consumer lag unavailable (%s)", exc.__class__.__name__)
                 lag = []
+                if probe is not None:
+                    await probe.stop()
+                    probe = None
             ready = [asdict(r) for r in await health.readiness(self.health_urls)]
             if lag != self.lag or ready != self.readiness:
                 self.lag, self.readiness = lag, ready
