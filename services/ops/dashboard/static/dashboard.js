@@ -33,6 +33,12 @@ function rows(tableId, list, cells, empty) {
   body.replaceWith(fresh);
 }
 
+// Event times read the same for everyone in the room: minutes, in UTC.
+function utc(iso) {
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime()) ? String(iso) : t.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
 function chart(weeks) {
   const svg = $("chart");
   [...svg.querySelectorAll("g")].forEach((g) => g.remove());
@@ -86,7 +92,7 @@ function render(s) {
   rows("weeks", s.weeks.slice().reverse(), (w) => [[w.week, "", true], [w.cap], [w.pairs_formed], [w.returns_executed],
     [w.admissions_offered], [w.cumulative_returns_executed], [w.cumulative_admissions_offered]].map(([v, c, h]) => [String(v ?? "–"), c, h]),
     "No weekly figures yet.");
-  rows("alerts", s.alerts, (a) => [[a.severity, `sev-${a.severity}`], [a.kind], [a.subject_ref], [a.occurred_at], [a.message]],
+  rows("alerts", s.alerts, (a) => [[a.severity, `sev-${a.severity}`], [a.kind], [a.subject_ref], [utc(a.occurred_at)], [a.message]],
     "None yet.");
   rows("letters", Object.entries(s.dead_letters), ([code, n]) => [[code, "", true], [String(n)]], "None.");
   rows("services", s.services, (g) => [[g.group, "", true], [String(g.committed)], [String(g.end)],
