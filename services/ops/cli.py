@@ -167,13 +167,13 @@ def explain(ctx: typer.Context, subject: str = typer.Argument(..., help="arrival
                           "see_also": chain.see_also, "decisions": rows}, indent=2))
     else:
         for sentence in ex.summary(chain):
-            out.print(sentence)
+            out.print(sentence, soft_wrap=True, markup=False)
         # numbered paragraphs rather than a table: they read the same in a terminal, a letter or a court bundle
         for n, r in enumerate(rows, 1):
-            out.print(f"\n[bold]{n}. {r['time']}: {r['subject']} {r['decision']}[/]", highlight=False)
-            out.print(f"   reasons: {r['reasons']}", highlight=False, markup=False)
+            out.print(f"\n[bold]{n}. {r['time']}: {r['subject']} {r['decision']}[/]", highlight=False, soft_wrap=True)
+            out.print(f"   reasons: {r['reasons']}", highlight=False, markup=False, soft_wrap=True)
             out.print(f"   rule version {r['rule_version']}; caused by event {r['caused_by']}", highlight=False,
-                      markup=False)
+                      markup=False, soft_wrap=True)
     if chain.kind == "unknown":
         raise typer.Exit(1)
 

@@ -205,14 +205,15 @@ def _unique(items: Iterable[str]) -> list[str]:
 def effect_index(doc: dict) -> int | None:
     """Where this Decision stood among the effects its cause produced, recovered from its id:
     matching's are derived_id(cause, "effect", n); transfer's and enforcement's are derived
-    from the instruction matching gave them, itself effect n of the cause."""
+    from the instruction matching gave them, itself effect n of the cause, and they were taken
+    after everything matching decided for that cause."""
     cause, event_id = str(doc.get("caused_by")), str(doc.get("event_id"))
     for n in range(_MAX_EFFECTS):
         effect = derived_id(cause, "effect", n)
         if str(effect) == event_id:
-            return 2 * n
+            return n
         if str(derived_id(effect, "decision")) == event_id:
-            return 2 * n + 1  # right after the instruction that led to it
+            return _MAX_EFFECTS + n
     return None
 
 
@@ -225,7 +226,7 @@ def in_order(entries: Iterable[Entry]) -> list[Entry]:
 
     def key(e: Entry):
         n = effect_index(e.doc)
-        return (e.when, first_seen[str(e.doc.get("caused_by"))], n if n is not None else 10 ** 6,
+        return (e.when, first_seen[str(e.doc.get("caused_by"))], n if n is not None else 2 * _MAX_EFFECTS,
                 e.partition, e.offset)
     return sorted(listed, key=key)
 

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 DEFAULT_ENV_FILE = Path(".run/stack.env")
+REPO_ENV_FILE = Path(__file__).resolve().parents[2] / ".run" / "stack.env"  # when run from elsewhere
 KEYS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SIGNING_KEYS_FILE", "HEALTH_URLS", "DASHBOARD_URL")
 
 
@@ -31,6 +32,8 @@ def load(path: str | os.PathLike | None = None) -> dict[str, str]:
     environment alone must name the broker."""
     env = {k: os.environ[k] for k in KEYS if os.environ.get(k)}
     file = Path(path) if path is not None else DEFAULT_ENV_FILE
+    if path is None and not file.exists():
+        file = REPO_ENV_FILE
     if file.exists():
         env.update(read_env_file(file))
     elif path is not None:

@@ -11,6 +11,7 @@ import pytest
 from services.ops.control import Refused, control_event, control_key, encode, operator_key
 from services.ops.dead_letters import REPLAY_HEADER, plan_replay, row
 from services.ops.report import write_report
+from services.ops import stack_env
 from services.ops.stack_env import NoStack, health_urls, load
 from services.ops.topics_reader import Record
 from shared import topics as T
@@ -133,6 +134,7 @@ def test_stack_env_file_overrides_the_environment_and_names_health_urls(tmp_path
     with pytest.raises(NoStack):
         load(tmp_path / "missing.env")
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
-    monkeypatch.chdir(tmp_path / "..")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(stack_env, "REPO_ENV_FILE", tmp_path / "no-repo" / "stack.env")
     with pytest.raises(NoStack, match="make up"):
         load()
