@@ -30,11 +30,12 @@ integration: $(STAMP) browser
 	$(call pytest,tests/integration)
 
 # The dashboard test drives Debian's headless Chromium (browser downloads are not possible
-# here): install it and its driver when missing. Needs root, as CI and the dev machines are.
+# here): install it and its driver when missing, as root (CI) or through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; else \
 		echo "installing chromium and chromium-driver (Debian packages) for the dashboard test"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
 	fi
 
 demo: $(STAMP)
