@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
@@ -281,6 +283,7 @@ def report(ctx: typer.Context, first: str = typer.Option(..., "--from", help="fi
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # an outage is reported once, below
     try:
         code = app(args=argv, standalone_mode=False)
     except (Fail, Refused) as exc:
@@ -290,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         return 130
+    except (KafkaError, TimeoutError, OSError) as exc:  # an outage: say so, without a traceback
+        err.print(f"[bold red]oioo:[/] the broker did not answer ({exc.__class__.__name__}: {exc}); "
+                  "is the stack up (`make up`)?")
+        return 1
     except Exception as exc:  # click's usage errors carry their own message and exit code
         import click
 

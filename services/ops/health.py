@@ -55,8 +55,12 @@ class LagProbe:
         self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
 
     async def start(self) -> "LagProbe":
-        await self.ends.start()
-        await self.admin.start()
+        try:
+            await self.ends.start()
+            await self.admin.start()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def stop(self) -> None:

@@ -53,6 +53,16 @@ def _consumer(bootstrap: str) -> AIOKafkaConsumer:
                             max_partition_fetch_bytes=2 * 1024 * 1024)
 
 
+async def _started(bootstrap: str) -> AIOKafkaConsumer:
+    c = _consumer(bootstrap)
+    try:
+        await c.start()
+    except BaseException:
+        await c.stop()  # a failed start still holds a client
+        raise
+    return c
+
+
 def _record(rec) -> Record:
     header_list = [(k, v) for k, v in (rec.headers or ())]
     key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
@@ -85,8 +95,7 @@ async def _read_to_end(c: AIOKafkaConsumer, tps: list[TopicPartition], timeout: 
 async def read_all(bootstrap: str, topics: Iterable[str], timeout: float = 60.0) -> list[Record]:
     """Everything on `topics` now, each partition in offset order."""
     tps = partitions(topics)
-    c = _consumer(bootstrap)
-    await c.start()
+    c = await _started(bootstrap)
     try:
         c.assign(tps)
         await c.seek_to_beginning(*tps)
@@ -100,8 +109,7 @@ async def read_one(bootstrap: str, topic: str, partition: int, offset: int, time
     if topic not in TOPICS_BY_NAME or not 0 <= partition < TOPICS_BY_NAME[topic].partitions:
         return None
     tp = TopicPartition(topic, partition)
-    c = _consumer(bootstrap)
-    await c.start()
+    c = await _started(bootstrap)
     try:
         c.assign([tp])
         c.seek(tp, offset)
@@ -123,15 +131,17 @@ class EndOffsets:
     between calls (the dashboard asks every few seconds)."""
 
     def __init__(self, bootstrap: str):
-        self.consumer = _consumer(bootstrap)
+        self.bootstrap = bootstrap
+        self.consumer: AIOKafkaConsumer | None = None
         self._assigned: set[TopicPartition] = set()
 
     async def start(self) -> "EndOffsets":
-        await self.consumer.start()
+        self.consumer = await _started(self.bootstrap)
         return self
 
     async def stop(self) -> None:
-        await self.consumer.stop()
+        if self.consumer is not None:
+            await self.consumer.stop()
 
     async def __call__(self, tps: list[TopicPartition], timeout: float = 10.0) -> dict[TopicPartition, int]:
         c = self.consumer
@@ -168,8 +178,7 @@ async def end_offsets(bootstrap: str, tps: list[TopicPartition], timeout: float 
 async def latest_time(bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> datetime | None:
     """The latest `occurred_at` among the last records of `topics`: the system's event time."""
     tps = partitions(topics)
-    c = _consumer(bootstrap)
-    await c.start()
+    c = await _started(bootstrap)
     try:
         c.assign(tps)
         listed = await c.end_offsets(tps)
@@ -193,8 +202,7 @@ async def follow(bootstrap: str, topics: Iterable[str], idle_ms: int = 500) -> A
     """Everything on `topics` from the beginning, then whatever comes, batch by batch, forever.
     An empty batch is yielded when nothing came for `idle_ms`, so the caller can do other work."""
     tps = partitions(topics)
-    c = _consumer(bootstrap)
-    await c.start()
+    c = await _started(bootstrap)
     try:
         c.assign(tps)
         await c.seek_to_beginning(*tps)
