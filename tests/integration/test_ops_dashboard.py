@@ -151,3 +151,17 @@ async def test_dashboard_figures_follow_the_events_live(house, client, observer,
     keep.parent.mkdir(exist_ok=True)
     shutil.copyfile(shot, keep)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_dashboard_says_so_when_the_broker_is_unreachable(browser, tmp_path):
+    port = free_port()
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+    proc = start_dashboard({"KAFKA_BOOTSTRAP_SERVERS": nobody}, port, tmp_path / "dashboard.log")
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, wait_dashboard, dashboard_url(port), 60.0, proc)
+        browser.get(dashboard_url(port))
+        await shows(browser, "feed", "Feed: broker unreachable")
+        await table_has(browser, "services", "Consumer groups not reachable.")
+        assert proc.poll() is None, "the dashboard gave up instead of waiting for the broker"
+    finally:
+        terminate(proc)
