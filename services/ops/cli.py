@@ -130,21 +130,8 @@ def status(ctx: typer.Context, alerts: int = typer.Option(10, help="how many ale
         out.print(t)
     else:
         out.print("readiness: no HEALTH_URLS in the stack env; not checked")
-    redis_url = env.get("REDIS_URL")
-    if redis_url:
-        out.print(f"redis: {_redis_answers(redis_url)}")
-
-
-def _redis_answers(url: str) -> str:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=2)
-    try:
-        return "answers" if client.ping() else "no answer"
-    except redis.RedisError as exc:
-        return f"unreachable ({exc.__class__.__name__})"
-    finally:
-        client.close()
+    if env.get("REDIS_URL"):
+        out.print(f"redis: {asyncio.run(health.redis_answers(env['REDIS_URL']))}")
 
 
 # --------------------------------------------------------------------------- explain

@@ -116,3 +116,17 @@ async def readiness(urls: dict[str, str], timeout: float = 2.0) -> list[Readines
     return list(await asyncio.gather(*(loop.run_in_executor(None, _get_ready, name, url, timeout)
                                        for name, url in sorted(urls.items()))))
 
+
+
+async def redis_answers(url: str, timeout: float = 2.0) -> str:
+    """"answers" or why not: read-only, a PING and nothing else."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return "answers" if await client.ping() else "no answer"
+    except (RedisError, OSError) as exc:
+        return f"unreachable ({exc.__class__.__name__})"
+    finally:
+        await client.aclose()

@@ -134,6 +134,7 @@ async def test_dashboard_figures_follow_the_events_live(house, client, observer,
     await table_has(browser, "alerts", "removal_on_hold")
     await table_has(browser, "alerts", "dead_letter")
     await table_has(browser, "services", "oioo-matching")
+    await shows(browser, "redis", "answers")
     await table_has(browser, "weeks", WEEK)
     assert browser.find_elements(By.CSS_SELECTOR, "#chart rect"), "the weekly chart drew no bars"
 

@@ -41,6 +41,8 @@ class Live:
     def __init__(self, env: dict[str, str]):
         self.bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
         self.health_urls = health_urls(env)
+        self.redis_url = env.get("REDIS_URL") or None
+        self.redis = "not configured"
         self.board = Board()
         self.lag: list[dict] = []
         self.readiness: list[dict] = []
@@ -60,7 +62,8 @@ class Live:
         return self.changes
 
     def state(self) -> dict:
-        return {**self.board.snapshot(), "services": self.lag, "readiness": self.readiness, "feed": self.feed,
+        return {**self.board.snapshot(), "services": self.lag, "readiness": self.readiness, "redis": self.redis,
+                "feed": self.feed,
                 "as_of": datetime.now(timezone.utc).strftime("%H:%M:%S UTC")}
 
     async def read_topics(self) -> None:
@@ -104,8 +107,9 @@ class Live:
                     await probe.stop()
                     probe = None
             ready = [asdict(r) for r in await health.readiness(self.health_urls)]
-            if lag != self.lag or ready != self.readiness:
-                self.lag, self.readiness = lag, ready
+            redis = await health.redis_answers(self.redis_url) if self.redis_url else "not configured"
+            if (lag, ready, redis) != (self.lag, self.readiness, self.redis):
+                self.lag, self.readiness, self.redis = lag, ready, redis
                 await self.touch()
             await asyncio.sleep(SERVICES_EVERY)
 

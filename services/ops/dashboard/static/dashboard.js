@@ -99,6 +99,7 @@ function render(s) {
     [String(g.lag), g.lag > 0 ? "bad" : "ok"]], "Consumer groups not reachable.");
   rows("readiness", s.readiness, (r) => [[r.instance, "", true], [r.ready ? "ready" : "NOT READY", r.ready ? "ok" : "bad"], [r.detail]],
     "No health URLs configured.");
+  show("redis", s.redis);
   const feed = $("feed");
   feed.classList.toggle("down", s.feed !== "live");
   feed.textContent = s.feed === "live" ? `Live: ${s.records} ops records read, updated ${s.as_of}` : `Feed: ${s.feed}`;
