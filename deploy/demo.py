@@ -125,13 +125,14 @@ async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> 
             if step % 4 == 3:
                 day = t0.date()
                 n = sum(day_sent.values())
-                progress.console.print(f"day {step // 4 + 1:2d} {day} {iso_week(t0)}: sent {n:4d} "
-                      f"(arrivals {day_sent['ArrivalRecorded']:2d}, applications "
-                      f"{day_sent['ExpressionOfInterestSubmitted']:2d}, answers {day_sent['ReturnRequestAnswered']:2d}, "
-                      f"movements {day_sent['ReturnExecuted'] + day_sent['ReturnFailed'] + day_sent['AdmissionArrived']:2d})"
-                      f" | requests {len(world.requests):4d}, executed {len(world.executed_requests):3d}, "
-                      f"offers {len(world.offers_seen):3d} | settle {day_settle:4.1f}s, wall {time.monotonic() - day_t0:4.1f}s",
-                      highlight=False, soft_wrap=True)
+                progress.console.print(
+                    f"day {step // 4 + 1:2d} {day} {iso_week(t0)}: sent {n:4d} "
+                    f"(arrivals {day_sent['ArrivalRecorded']:2d}, applications "
+                    f"{day_sent['ExpressionOfInterestSubmitted']:2d}, answers {day_sent['ReturnRequestAnswered']:2d}, "
+                    f"movements {day_sent['ReturnExecuted'] + day_sent['ReturnFailed'] + day_sent['AdmissionArrived']:2d})"
+                    f" | requests {len(world.requests):4d}, executed {len(world.executed_requests):3d}, "
+                    f"offers {len(world.offers_seen):3d} | settle {day_settle:4.1f}s, wall {time.monotonic() - day_t0:4.1f}s",
+                    highlight=False, soft_wrap=True)
                 stats["sent"] += n
                 day_sent, day_settle, day_t0 = Counter(), 0.0, time.monotonic()
     finally:
@@ -170,8 +171,7 @@ async def main_async(args: argparse.Namespace) -> int:
         print("summary:")
         print(checks.summary(world, obs))
         print()
-        print(f"Joint Committee report for {report.weeks[0] if report.weeks else '-'}..{report.weeks[-1] if report.weeks else '-'}: "
-              f"{report.csv} and {report.png}")
+        print(f"Joint Committee report ({len(report.weeks)} week(s)): {report.csv} and {report.png}")
         print()
         print("invariants:")
         results = checks.check_all(world, obs)
