@@ -11,7 +11,7 @@ define pytest
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected in $(1)"; rc=0; fi; exit $$rc
 endef
 
-.PHONY: install test unit integration demo up down status bench compose-check topics-json k8s-topics acls secrets docs
+.PHONY: install test unit integration demo up down status bench compose-check topics-json k8s-topics acls secrets docs browser
 
 install: $(STAMP)
 
@@ -20,14 +20,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(call pytest,tests)
 
 unit: $(STAMP)
 	$(call pytest,tests/unit)
 
-integration: $(STAMP)
+integration: $(STAMP) browser
 	$(call pytest,tests/integration)
+
+# The dashboard test drives Debian's headless Chromium (browser downloads are not possible
+# here): install it and its driver when missing, as root (CI) or through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; else \
+		echo "installing chromium and chromium-driver (Debian packages) for the dashboard test"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 demo: $(STAMP)
 	$(PY) -m deploy.demo

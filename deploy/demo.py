@@ -9,9 +9,11 @@ accepted returns, admitted people arrive, returned people come back). Operator c
 sent at the start of their step and settled on their own, so every later event is applied
 after them.
 
-At the end: the weekly figures (latest WeeklyBalance per week), a summary, and the contract's
-invariants checked on what was observed (deploy.sim.checks), each PASS or FAIL. Exits 0 only
-if all pass; the stack is stopped in every case.
+At the end: the weekly figures (latest WeeklyBalance per week), a summary, the Joint
+Committee report for the demo's weeks (CSV + PNG under .run/demo-report/, written by the same
+code as `oioo report`), and the contract's invariants checked on what was observed
+(deploy.sim.checks), each PASS or FAIL. Exits 0 only if all pass; the stack is stopped in
+every case. A progress bar (rate and ETA) follows the simulated steps.
 
 Options: --seed (default 20250901), --days (default 42), --keep-logs, --dump PATH.
 """
@@ -28,16 +30,40 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+from rich.text import Text
+
 from deploy.sim import checks
 from deploy.sim.kafka import OUTBOUND_TOPICS, Collector, SignedPublisher, close_probes, settle
 from deploy.sim.world import DAY, SIM_START, Out, World
 from shared import topics as T
-from deploy.embedded import EmbeddedStack
+from deploy.embedded import REPO_ROOT, EmbeddedStack
+from services.ops.figures import latest_balances
+from services.ops.report import write_report
+from services.ops.topics_reader import read_all
 from shared.signing import Keyring
 from shared.timeutil import iso_week
 
 STEP = timedelta(hours=6)
 SETTLE_TIMEOUT = 120.0
+REPORT_DIR = REPO_ROOT / ".run" / "demo-report"
+console = Console()
+
+
+class RateColumn(ProgressColumn):
+    """Simulated days per wall-clock second (a step is a quarter of a day)."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed / 4:5.2f} days/s" if speed else "  ?   days/s", style="progress.data.speed")
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=console)
 
 
 async def publish(pub: SignedPublisher, outs: list[Out]) -> None:
@@ -71,10 +97,13 @@ async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> 
             if doc is not None:
                 world.observe(rec.topic, doc)
 
+    progress = progress_bar()
     try:
         world.plan()
         steps = world.days * 4
         day_sent, day_settle, day_t0 = Counter(), 0.0, time.monotonic()
+        progress.start()
+        bar = progress.add_task("simulating (steps of 6 h)", total=steps)
         for step in range(steps):
             t0 = world.start + step * STEP
             t1 = t0 + STEP
@@ -92,19 +121,22 @@ async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> 
             before = stats["settle"]
             await barrier()
             day_settle += stats["settle"] - before
+            progress.advance(bar)
             if step % 4 == 3:
                 day = t0.date()
                 n = sum(day_sent.values())
-                print(f"day {step // 4 + 1:2d} {day} {iso_week(t0)}: sent {n:4d} "
-                      f"(arrivals {day_sent['ArrivalRecorded']:2d}, applications "
-                      f"{day_sent['ExpressionOfInterestSubmitted']:2d}, answers {day_sent['ReturnRequestAnswered']:2d}, "
-                      f"movements {day_sent['ReturnExecuted'] + day_sent['ReturnFailed'] + day_sent['AdmissionArrived']:2d})"
-                      f" | requests {len(world.requests):4d}, executed {len(world.executed_requests):3d}, "
-                      f"offers {len(world.offers_seen):3d} | settle {day_settle:4.1f}s, wall {time.monotonic() - day_t0:4.1f}s",
-                      flush=True)
+                progress.console.print(
+                    f"day {step // 4 + 1:2d} {day} {iso_week(t0)}: sent {n:4d} "
+                    f"(arrivals {day_sent['ArrivalRecorded']:2d}, applications "
+                    f"{day_sent['ExpressionOfInterestSubmitted']:2d}, answers {day_sent['ReturnRequestAnswered']:2d}, "
+                    f"movements {day_sent['ReturnExecuted'] + day_sent['ReturnFailed'] + day_sent['AdmissionArrived']:2d})"
+                    f" | requests {len(world.requests):4d}, executed {len(world.executed_requests):3d}, "
+                    f"offers {len(world.offers_seen):3d} | settle {day_settle:4.1f}s, wall {time.monotonic() - day_t0:4.1f}s",
+                    highlight=False, soft_wrap=True)
                 stats["sent"] += n
                 day_sent, day_settle, day_t0 = Counter(), 0.0, time.monotonic()
     finally:
+        progress.stop()
         for closer in (pub.stop, col.stop, close_probes):
             try:
                 await closer()
@@ -130,6 +162,7 @@ async def main_async(args: argparse.Namespace) -> int:
         dead = [n for n, s in stack.services.items() if not s.alive]
         if args.dump:
             dump(args.dump, world, obs)
+        report = await joint_committee_report(stack, world)
 
         print()
         print(f"weekly figures (latest WeeklyBalance per ISO week), {world.start:%Y-%m-%d} + {args.days} days:")
@@ -137,6 +170,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print()
         print("summary:")
         print(checks.summary(world, obs))
+        print()
+        print(f"Joint Committee report ({len(report.weeks)} week(s)): {report.csv} and {report.png}")
         print()
         print("invariants:")
         results = checks.check_all(world, obs)
@@ -169,6 +204,14 @@ async def main_async(args: argparse.Namespace) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             print(f"logs kept in {run_dir / 'logs'}")
+
+
+async def joint_committee_report(stack: EmbeddedStack, world: World):
+    """The demo's weeks as `oioo report` writes them, read back from ops.balance.v1."""
+    recs = await read_all(stack.bootstrap, (T.OPS_BALANCE,))
+    balances = latest_balances(r.doc for r in recs if r.doc)
+    last = world.start + timedelta(days=world.days) - timedelta(seconds=1)
+    return write_report(REPORT_DIR, balances, iso_week(world.start), iso_week(last))
 
 
 def dump(path: str, world: World, obs: checks.Observed) -> None:
