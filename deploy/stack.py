@@ -10,6 +10,7 @@ first instance of every service is ready, and writes `.run/stack.env` for client
 
     KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SIGNING_KEYS_FILE,
     HEALTH_URLS=intake=http://127.0.0.1:PORT/healthz,intake-2=...   (instance=url, comma-separated)
+    DASHBOARD_URL=http://127.0.0.1:PORT/                            (the live ops dashboard)
     METRICS_URLS=intake=http://127.0.0.1:PORT/metrics,...           (same form; /readyz beside them)
 
 `deploy.embedded.parse_url_map` reads those two back. `down` stops the supervisor first (it
@@ -29,9 +30,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.embedded import REPO_ROOT, SERVICES, EmbeddedStack, instance_names, spawn, tail
+from deploy.embedded import REPO_ROOT, SERVICES, EmbeddedStack, free_port, instance_names, spawn, tail
 
 SUPERVISOR = "supervise"
+DASHBOARD = "dashboard"
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def _stop_pid(name: str, entry: dict, timeout: float = 10.0) -> None:
 
 def _order(name: str) -> int:
     """Stop order: the supervisor, the service instances, the broker, Redis."""
-    return {SUPERVISOR: 0, "broker": 2, "redis": 3}.get(name, 1)
+    return {DASHBOARD: 0, SUPERVISOR: 0, "broker": 2, "redis": 3}.get(name, 1)
 
 
 # --------------------------------------------------------------------------- commands
@@ -174,12 +176,33 @@ def up(timeout: float, standby: bool = False, run: RunDir = DEFAULT_RUN) -> int:
         stack.stop()
         _clean(run)
         return 1
-    run.stack_env.write_text("".join(f"{k}={v}\n" for k, v in stack.env().items()))
+    env = stack.env()
+    try:
+        env["DASHBOARD_URL"] = _start_dashboard(run, env)
+    except BaseException as exc:
+        print(f"the dashboard did not come up: {exc}", file=sys.stderr)
+        _stop_all(run, quiet=True)
+        stack.stop()
+        _clean(run)
+        return 1
+    run.stack_env.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     where = "own server" if stack.redis.owned else "existing server at REDIS_URL"
     print(f"stack up in {time.monotonic() - t0:.1f}s: broker {stack.bootstrap}, redis {stack.redis_url} ({where})")
     print(f"instances: {', '.join(stack.instances)} (supervised; logs in {run.logs})")
     print(f"environment for clients: {run.stack_env}")
+    print(f"dashboard: {env['DASHBOARD_URL']}")
     return 0
+
+
+def _start_dashboard(run: RunDir, env: dict[str, str]) -> str:
+    from services.ops.dashboard import start_dashboard, wait_dashboard
+
+    port = free_port()
+    proc = start_dashboard(env, port, run.logs / f"{DASHBOARD}.log", detach=True)
+    write_pid(run, DASHBOARD, proc)
+    url = f"http://127.0.0.1:{port}/"
+    wait_dashboard(url, 30, proc)
+    return url
 
 
 def _wait_supervisor(run: RunDir, supervisor, timeout: float) -> None:

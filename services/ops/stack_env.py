@@ -44,10 +44,11 @@ def load(path: str | os.PathLike | None = None) -> dict[str, str]:
 
 
 def health_urls(env: dict[str, str]) -> dict[str, str]:
-    """HEALTH_URLS="intake=http://127.0.0.1:9101,matching=..." as {instance: url}."""
+    """HEALTH_URLS="intake=http://127.0.0.1:9101/healthz,matching=..." as {instance: base url}
+    (the health port's root: /healthz, /readyz and /metrics are beside each other)."""
     out: dict[str, str] = {}
     for part in (env.get("HEALTH_URLS") or "").split(","):
         name, sep, url = part.strip().partition("=")
         if sep and name.strip() and url.strip():
-            out[name.strip()] = url.strip().rstrip("/")
+            out[name.strip()] = url.strip().rstrip("/").removesuffix("/healthz")
     return out

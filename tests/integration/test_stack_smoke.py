@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -111,11 +112,13 @@ async def test_stack_up_with_standby_supervises_and_down_leaves_nothing_running(
         assert started.returncode == 0, started.stdout + started.stderr
         pids = stack.read_pids(run)
         instances = [n for s in embedded.SERVICES for n in embedded.instance_names(s, standby=True)]
-        assert set(pids) == {"supervise", "broker", "redis", *instances}
+        assert set(pids) == {"supervise", "dashboard", "broker", "redis", *instances}
         seen += pids.values()
         assert all(stack.is_ours(e) for e in pids.values())
 
         env = dict(line.split("=", 1) for line in run.stack_env.read_text().splitlines())
+        with urllib.request.urlopen(env["DASHBOARD_URL"], timeout=10) as page:
+            assert page.status == 200 and b"<h1" in page.read()
         health, metrics = embedded.parse_url_map(env["HEALTH_URLS"]), embedded.parse_url_map(env["METRICS_URLS"])
         assert set(health) == set(metrics) == set(instances)
         ports = {n: int(url.rsplit(":", 1)[1].split("/")[0]) for n, url in health.items()}
