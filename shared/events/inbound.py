@@ -88,6 +88,8 @@ class ExpressionOfInterestSubmitted(Event):
     date_of_birth: date
     located_in_france_verified: bool
     submitted_at: AwareDatetime
+    # added 2026-11-29: when any member gives it, the group is complete at that many members
+    family_group_size: Annotated[int, Field(ge=1)] | None = None
 
 
 class ApplicationVetted(Event):
