@@ -29,11 +29,18 @@ NO_BIOMETRIC = "0" * 64
 BIOMETRIC_EVENTS = frozenset({"ArrivalRecorded", "ApplicationVetted", "IllegalWorkingEncounter"})
 
 
+_WHEN: dict[type, bool] = {}
+
+
 def _takes_when(ctx: BatchContext) -> bool:
-    try:
-        return "when" in inspect.signature(ctx.first_time).parameters
-    except (TypeError, ValueError):
-        return False
+    """Whether the runtime's duplicate filter takes the event's time (its horizon)."""
+    kind = type(ctx)
+    if kind not in _WHEN:
+        try:
+            _WHEN[kind] = "when" in inspect.signature(ctx.first_time).parameters
+        except (TypeError, ValueError):
+            _WHEN[kind] = False
+    return _WHEN[kind]
 
 
 class Matching(Service):

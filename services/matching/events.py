@@ -2,8 +2,12 @@
 event; `identity` is the stable part of its outbound id (with the causing event's id)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
+
+
+def _fields(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 @dataclass(frozen=True)
@@ -16,7 +20,7 @@ class DomainEvent:
 
     @property
     def data(self) -> dict:
-        return asdict(self)
+        return _fields(self)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class Instruction(DomainEvent):
 
     @property
     def data(self) -> dict:
-        return {"kind": self.name, **asdict(self)}
+        return {"kind": self.name, **_fields(self)}
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
 """How matching's aggregates become plain JSON records (one Redis record each), and back."""
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any, ClassVar
 
 
+_PLAIN = (str, int, bool, float, type(None))
+
+
 def _dump(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, dict):
@@ -23,7 +28,11 @@ class Record:
     dates: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict:
-        return _dump(asdict(self))  # type: ignore[call-overload]
+        names = type(self).__dict__.get("_names")
+        if names is None:
+            names = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+            type.__setattr__(type(self), "_names", names)
+        return {name: _dump(getattr(self, name)) for name in names}
 
     @classmethod
     def from_dict(cls, data: dict):
