@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def expression_of_interest(x: "Exchange", e: ev.ExpressionOfInterestSubmitted, s: Screening) -> None:
-    if e.application_id in x.repo.seats:
+    if x.repo.known_application(e.application_id):
         x.decide(e.application_id, "ignored", ["application_already_submitted"])
         return
     seat = Seat(application_id=e.application_id, family_group_ref=e.family_group_ref,
@@ -41,6 +41,9 @@ def expression_of_interest(x: "Exchange", e: ev.ExpressionOfInterestSubmitted, s
 
 def application_vetted(x: "Exchange", e: ev.ApplicationVetted, s: Screening) -> None:
     seat = x.repo.seats.get(e.application_id)
+    if seat is None and e.application_id in x.repo.closed_seats:
+        x.decide(e.application_id, "ignored", [f"application_{x.repo.closed_seats[e.application_id]}"])
+        return
     if seat is None:
         defer(x, f"p:{e.application_id}", e.application_id, e, s, "application_not_yet_submitted")
         return
@@ -52,9 +55,10 @@ def application_vetted(x: "Exchange", e: ev.ApplicationVetted, s: Screening) -> 
         return
     seat.vetting = e.security_outcome
     cases = [x.repo.cases[a] for a in s.arrival_ids if a in x.repo.cases]
-    refusals = rules.vetting_refusals(
-        security_outcome=e.security_outcome, prior_arrivals=len(s.arrival_ids),
-        banned=any(c.status == "returned" or c.reentrant for c in cases), reports=len(s.report_ids))
+    banned = (any(c.status == "returned" or c.reentrant for c in cases)
+              or any(x.repo.closed_cases.get(a, False) or a in x.repo.returned for a in s.arrival_ids))
+    refusals = rules.vetting_refusals(security_outcome=e.security_outcome, prior_arrivals=len(s.arrival_ids),
+                                      banned=banned, reports=len(s.report_ids))
     if refusals:
         refuse_application(x, seat.application_id, *refusals)
     else:
@@ -76,6 +80,9 @@ def announce(x: "Exchange", seat: Seat) -> None:
 
 def application_withdrawn(x: "Exchange", e: ev.ApplicationWithdrawn, s: Screening) -> None:
     seat = x.repo.seats.get(e.application_id)
+    if seat is None and e.application_id in x.repo.closed_seats:
+        x.decide(e.application_id, "ignored", [f"application_{x.repo.closed_seats[e.application_id]}"])
+        return
     if seat is None:
         defer(x, f"p:{e.application_id}", e.application_id, e, s, "application_not_yet_submitted")
         return
@@ -101,13 +108,13 @@ def refuse_application(x: "Exchange", application_id: str, *reasons: str) -> Non
 def admission_arrived(x: "Exchange", e: ev.AdmissionArrived, s: Screening) -> None:
     seat = x.repo.seats.get(e.application_id)
     if seat is None or seat.status != "offered":
-        x.decide(e.application_id, "ignored",
-                 ["already_arrived" if seat is not None and seat.status == "arrived" else "no_offer"])
+        arrived = (seat.status if seat is not None else x.repo.closed_seats.get(e.application_id)) == "arrived"
+        x.decide(e.application_id, "ignored", ["already_arrived" if arrived else "no_offer"])
         return
     seat.status = "arrived"
-    x.repo.touch(f"seat:{seat.application_id}")
     x.count("admissions_arrived", e.occurred_at)
     x.decide(seat.application_id, "admitted", ["arrived_under_offer"])
+    x.seat_changed(seat)
 
 
 def illegal_working(x: "Exchange", e: ev.IllegalWorkingEncounter, s: Screening) -> None:

@@ -111,10 +111,10 @@ class Case(Record):
         if arrival_id != self.arrival_id and arrival_id not in self.same_person:
             self.same_person.append(arrival_id)
 
-    def reentry_after(self, earlier: "Case") -> bool:
-        """This arrival re-enters after `earlier`'s return (judged by event time)."""
-        return (not self.reentrant and earlier.executed_at is not None
-                and rules.is_reentry(self.landed_at, earlier.executed_at))
+    def reentry_after(self, request_id: str, executed_at: datetime) -> bool:
+        """This arrival re-enters after the return `request_id` executed at `executed_at` (judged
+        by event time)."""
+        return not self.reentrant and rules.is_reentry(self.landed_at, executed_at)
 
     def mark_reentrant(self, returned_request_id: str) -> None:
         self.reentrant, self.returned_request_id = True, returned_request_id

@@ -62,17 +62,17 @@ class Exchange:
     def load(self, records: dict[str, dict], quota: dict[str, dict[str, int]] | None = None) -> None:
         self.__init__(self.settings)
         self.repo.load(records, quota)
-        for case in self.repo.cases.values():
+        for case in list(self.repo.cases.values()):
             self.case_changed(case, touch=False)
-        for seat in self.repo.seats.values():
+        for seat in list(self.repo.seats.values()):
             self.seat_changed(seat, touch=False)
         for pair in self.repo.pairs.values():
             self.pair_changed(pair, touch=False)
             for due, kind in pair.reply_deadlines():
                 self.deadlines.at(due, kind, pair.request_id)
-            case = self.repo.cases[pair.arrival_id]
-            if pair.open_request and case.on_hold:
-                self.deadlines.at(rules.hold_limit(case.landed_at), "hold_limit", pair.request_id)
+            if pair.open_request and self.repo.cases[pair.arrival_id].on_hold:
+                landed_at = self.repo.cases[pair.arrival_id].landed_at
+                self.deadlines.at(rules.hold_limit(landed_at), "hold_limit", pair.request_id)
         for key, items in self.repo.pending.items():
             for item in items:
                 self.deadlines.at(rules.deferral_expires(datetime.fromisoformat(item["event"]["occurred_at"])),
@@ -150,6 +150,7 @@ class Exchange:
             self.returns.remove(case.arrival_id)
         if case.queued:
             self.deadlines.at(rules.request_window_closes(case.landed_at), "window", case.arrival_id)
+        self.repo.retire_case(case)
 
     def seat_changed(self, seat: Seat, touch: bool = True) -> None:
         if touch:
@@ -161,6 +162,7 @@ class Exchange:
         else:
             unit = rules.Unit((seat.application_id,), seat.nationality in self.priority, seat.submitted_at, seat.head)
             self.ready_seats.set_group("s:" + seat.application_id, [unit] if seat.ready else [])
+            self.repo.retire_seat(seat)
 
     def pair_changed(self, pair: Pair, touch: bool = True) -> None:
         if touch:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def arrival_recorded(x: "Exchange", e: ev.ArrivalRecorded, s: Screening) -> None:
-    if e.arrival_id in x.repo.cases:
+    if x.repo.known_arrival(e.arrival_id):
         x.decide(e.arrival_id, "ignored", ["arrival_already_recorded"])
         return
     case = Case(
@@ -40,8 +40,9 @@ def arrival_recorded(x: "Exchange", e: ev.ArrivalRecorded, s: Screening) -> None
         if other is not None:
             other.link(case.arrival_id)
             x.repo.touch(f"case:{other_id}")
-            if case.reentry_after(other):
-                reentry(x, case, other)
+        returned = x.repo.returned.get(other_id)
+        if returned is not None and case.reentry_after(*returned):
+            reentry(x, case, *returned)
     from services.matching.admission_side import refuse_application  # the two sides meet here
     for application_id in s.application_ids:
         refuse_application(x, application_id, "prior_irregular_entry")
@@ -49,28 +50,28 @@ def arrival_recorded(x: "Exchange", e: ev.ArrivalRecorded, s: Screening) -> None
     assess(x, case, first=True)
 
 
-def reentry(x: "Exchange", later: Case, earlier: Case) -> None:
+def reentry(x: "Exchange", later: Case, request_id: str, executed_at: datetime) -> None:
     """"A person who was returned and comes back is banned from the UK asylum system and
     returned again first: their asylum claim no longer blocks them.\""""
-    assert earlier.executed_request_id and earlier.executed_at
-    later.mark_reentrant(earlier.executed_request_id)
+    later.mark_reentrant(request_id)
     x.case_changed(later)
-    x.count("reentries_detected", rules.reentry_known_at(later.recorded_at or x.now, earlier.executed_at))
+    x.count("reentries_detected", rules.reentry_known_at(later.recorded_at or x.now, executed_at))
     x.alert("reentry_detected", "warning", later.arrival_id,
             "A person returned under the scheme has arrived again: asylum ban, returned first")
-    x.decide(later.arrival_id, "reentry_detected", ["returned_earlier", f"request_{earlier.executed_request_id}"])
-    x.order(BanOrdered(arrival_id=later.arrival_id, returned_request_id=earlier.executed_request_id))
+    x.decide(later.arrival_id, "reentry_detected", ["returned_earlier", f"request_{request_id}"])
+    x.order(BanOrdered(arrival_id=later.arrival_id, returned_request_id=request_id))
 
 
 def rejudge_later_arrivals(x: "Exchange", returned: Case) -> None:
     """A late ReturnExecuted: "makes every arrival of the same person that landed after t a
     re-entry ... even if that arrival was recorded before the ReturnExecuted reached the
     system"; a later-landed case still open is assessed again."""
+    assert returned.executed_request_id and returned.executed_at
     for other_id in sorted(returned.same_person):
         later = x.repo.cases.get(other_id)
-        if later is None or not later.reentry_after(returned):
+        if later is None or not later.reentry_after(returned.executed_request_id, returned.executed_at):
             continue
-        reentry(x, later, returned)
+        reentry(x, later, returned.executed_request_id, returned.executed_at)
         if later.queued or later.status == "paired":
             assess(x, later)
 
@@ -131,6 +132,9 @@ def casework(x: "Exchange", e: Any, change: Callable[[Case], bool | None]) -> No
     """Apply one casework fact to its case; `change` returns False when it changed nothing (and
     said why)."""
     case = x.repo.cases.get(e.arrival_id)
+    if case is None and x.repo.over_status(e.arrival_id):
+        x.decide(e.arrival_id, "ignored", [f"case_{x.repo.over_status(e.arrival_id)}"])
+        return
     if case is None:
         defer(x, f"a:{e.arrival_id}", e.arrival_id, e, Screening(), "arrival_not_yet_recorded")
         return

@@ -2,7 +2,7 @@
 deferred events, families with a declared size, stable ids, and out-of-range input."""
 from datetime import datetime, timedelta, timezone
 
-from tests.support.factory import (DAY, HOUR, MINUTE, T0, answer, arrival, cap_set, casework, eoi, executed,
+from tests.support.factory import (DAY, HOUR, MINUTE, T0, admission_arrived, answer, arrival, cap_set, casework, eoi, executed,
                                    tick, vetted, withdrawn)
 from tests.unit.harness import Harness, Wired
 from shared.timeutil import iso_week
@@ -222,3 +222,38 @@ def test_deadlines_due_together_fire_in_a_stable_order_after_a_restart():
         return w.send(tick(T0 + 15 * DAY) | {"event_id": "00000000-0000-4000-8000-0000000000ff"})
 
     assert run(False) == run(True)
+
+
+def test_a_family_waiting_on_its_last_return_survives_a_restart():
+    h = Harness()
+    for m in ("F1", "F2"):
+        ready_applicant(h, m, T0, family="FAM")
+    h.send(arrival("A1", T0 + MINUTE))
+    h.send(arrival("A2", T0 + 2 * MINUTE))
+    r1, r2 = h.requests()["A1"], h.requests()["A2"]
+    h.send(executed(r1, T0 + DAY))
+    h.restart()
+    h.send(executed(r2, T0 + 2 * DAY))
+    assert sorted(o["application_id"] for o in h.instructions("OfferAdmission")) == ["F1", "F2"]
+
+
+def test_the_live_state_does_not_grow_with_finished_journeys():
+    h = Harness()
+    h.send(cap_set(iso_week(T0), 1000, T0))
+    at = T0
+    for i in range(200):
+        ready_applicant(h, f"P{i}", at)
+        h.send(arrival(f"A{i}", at))
+        rid = h.requests()[f"A{i}"]
+        h.send(answer(rid, at + MINUTE))
+        h.send(executed(rid, at + 2 * MINUTE))
+        h.send(admission_arrived(f"P{i}", at + 3 * MINUTE))
+        h.send(arrival(f"C{i}", at, departed_from="BEL"))  # never returnable: closed at once
+        at += 30 * MINUTE
+    repo = h.ex.repo
+    assert (len(repo.cases), len(repo.seats), len(repo.pairs)) == (0, 0, 0)
+    assert len(h.ex.returns) == len(h.ex.ready_seats) == 0
+    # what stays is what a later event needs: the returns (for a re-entry), the final statuses
+    assert len(repo.returned) == 200 and len(repo.closed_cases) == 200 and len(repo.closed_seats) == 200
+    h.send(arrival("again", at, person="A7"))
+    assert h.instructions("RecordBan")[-1]["arrival_id"] == "again"

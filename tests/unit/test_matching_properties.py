@@ -131,7 +131,7 @@ def check_invariants(ex: Exchange, new: list[dict], book: dict) -> None:
     assert [u.order for u in units] == sorted(u.order for u in units)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(history, st.data())
 def test_restoring_at_any_step_publishes_the_same_events_and_invariants_hold(steps, data):
     first = Wired()
@@ -161,7 +161,7 @@ def test_restoring_at_any_step_publishes_the_same_events_and_invariants_hold(ste
         assert again.send(docs[-1]) == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 5), st.lists(st.integers(0, 200), min_size=5, max_size=5),
        st.lists(st.tuples(st.integers(0, 4), st.integers(0, 240), st.booleans()), max_size=6),
        st.randoms(use_true_random=False))
