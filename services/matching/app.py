@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
 
 from services.matching import events as de
+from services.matching import rules
 from services.matching.exchange import Exchange
 from shared import topics
 from shared.events.inbound import ANY_INBOUND
@@ -66,11 +68,13 @@ class Matching(Service):
         if not first:
             return
         decided = self.exchange.apply(event, screened.screening)
-        self.publish(decided, cause, ctx)
+        # an outbound event's time is now; before any event was accepted, the input's own time
+        # (kept inside the contract's range)
+        now = self.exchange.repo.ledger.now or rules.clamp(event.occurred_at)
+        self.publish(decided, cause, now, ctx)
         self.persist(ctx)
 
-    def publish(self, decided: list[de.DomainEvent], cause: str, ctx: BatchContext) -> None:
-        now = self.exchange.now if self.exchange.repo.ledger.now else None
+    def publish(self, decided: list[de.DomainEvent], cause: str, now: datetime, ctx: BatchContext) -> None:
         seen: Counter = Counter()
         for d in decided:
             seen[d.identity] += 1

@@ -66,7 +66,7 @@ class Exchange:
             self.case_changed(case, touch=False)
         for seat in list(self.repo.seats.values()):
             self.seat_changed(seat, touch=False)
-        for pair in self.repo.pairs.values():
+        for pair in list(self.repo.pairs.values()):
             self.pair_changed(pair, touch=False)
             for due, kind in pair.reply_deadlines():
                 self.deadlines.at(due, kind, pair.request_id)

@@ -217,6 +217,10 @@ def in_range(*instants: datetime | date | None) -> bool:
     return True
 
 
+def clamp(t: datetime) -> datetime:
+    return min(max(t, EARLIEST), LATEST)
+
+
 def week_exists(week: str) -> bool:
     """"a week that does not exist (2025-W53)" is no week: ISO years have 52 or 53 weeks."""
     try:

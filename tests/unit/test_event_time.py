@@ -257,3 +257,12 @@ def test_the_live_state_does_not_grow_with_finished_journeys():
     assert len(repo.returned) == 200 and len(repo.closed_cases) == 200 and len(repo.closed_seats) == 200
     h.send(arrival("again", at, person="A7"))
     assert h.instructions("RecordBan")[-1]["arrival_id"] == "again"
+
+
+def test_an_out_of_range_first_event_is_audited_without_a_crash():
+    w = Wired()
+    out = w.send(tick(datetime(9999, 1, 1, tzinfo=timezone.utc)))
+    import json
+    [decision] = [json.loads(v) for _, _, v in out]
+    assert decision["reasons"] == ["time_out_of_range"] and decision["occurred_at"].startswith("2100-12-31")
+    assert "meta" not in w.records or w.records["meta"]["now"] is None
