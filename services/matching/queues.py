@@ -1,9 +1,9 @@
 """Sorted queues of ready returns and ready seats, kept in rule order as things change.
 
-Each queue is a sorted list of (order key, item) with an id -> key map, so adding, removing
-or re-keying one entry is a binary search plus a list insert (a memmove: cheap next to
-anything Python does per item), and a matching pass reads only the head of each queue
-instead of sorting the whole backlog on every event.
+Each queue is a sorted list split into buckets of a bounded size (with each bucket's last
+key), plus an id -> key map: adding, removing or re-keying one entry is two binary searches
+and an insert into one small bucket, so an event costs O(log n) however long the backlog,
+and a matching pass reads only the head of each queue.
 """
 from __future__ import annotations
 
@@ -13,15 +13,21 @@ from typing import Generic, Hashable, Iterator, TypeVar
 from services.matching import rules
 
 T = TypeVar("T")
+LOAD = 256  # a bucket splits at twice this
+
+
+def _key(entry: tuple) -> tuple:
+    return entry[0]
 
 
 class SortedQueue(Generic[T]):
     def __init__(self) -> None:
-        self._entries: list[tuple[tuple, T]] = []
+        self._buckets: list[list[tuple[tuple, T]]] = []
+        self._last: list[tuple] = []  # each bucket's greatest key
         self._keys: dict[Hashable, tuple] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._keys)
 
     def __contains__(self, ident: Hashable) -> bool:
         return ident in self._keys
@@ -32,19 +38,40 @@ class SortedQueue(Generic[T]):
             return
         self.remove(ident)
         self._keys[ident] = order
-        insort(self._entries, (order, item), key=lambda e: e[0])
+        entry = (order, item)
+        if not self._buckets:
+            self._buckets.append([entry])
+            self._last.append(order)
+            return
+        i = bisect_left(self._last, order)
+        if i == len(self._buckets):
+            i -= 1
+            self._buckets[i].append(entry)
+            self._last[i] = order
+        else:
+            insort(self._buckets[i], entry, key=_key)
+        bucket = self._buckets[i]
+        if len(bucket) > 2 * LOAD:
+            self._buckets[i:i + 1] = [bucket[:LOAD], bucket[LOAD:]]
+            self._last[i:i + 1] = [bucket[LOAD - 1][0], bucket[-1][0]]
 
     def remove(self, ident: Hashable) -> None:
         order = self._keys.pop(ident, None)
         if order is None:
             return
-        i = bisect_left(self._entries, order, key=lambda e: e[0])
-        assert self._entries[i][0] == order, "queue index out of step"
-        del self._entries[i]
+        i = bisect_left(self._last, order)
+        bucket = self._buckets[i]
+        j = bisect_left(bucket, order, key=_key)
+        assert bucket[j][0] == order, "queue index out of step"
+        del bucket[j]
+        if not bucket:
+            del self._buckets[i], self._last[i]
+        elif j == len(bucket):
+            self._last[i] = bucket[-1][0]
 
     def __iter__(self) -> Iterator[T]:
         """In rule order, read lazily: decide first, then change the queue."""
-        return (item for _, item in self._entries)
+        return (item for bucket in self._buckets for _, item in bucket)
 
 
 class ReturnQueue(SortedQueue[rules.ReadyCase]):
