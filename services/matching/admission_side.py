@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Callable
 
 from services.matching import rules
 from services.matching.pairing import drop_seats
-from services.matching.return_side import defer, replay_deferred
+from services.matching.deferred import defer, replay_deferred
 from services.matching.seat import Seat
 from shared.events import inbound as ev
 from shared.events.internal import Screening

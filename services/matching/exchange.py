@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Callable
 
-from services.matching import admission_side, controls, movements, pairing, return_side, rules
+from services.matching import admission_side, controls, deferred, movements, pairing, return_side, rules
 from services.matching.case import Case
 from services.matching.deadlines import Deadlines
 from services.matching.events import Alerted, BalanceChanged, Decided, DomainEvent, Instruction
@@ -31,7 +31,7 @@ HANDLERS: dict[type, Handler] = {
     **return_side.HANDLERS, **admission_side.HANDLERS, **movements.HANDLERS, **controls.HANDLERS,
 }
 DEADLINES: dict[str, Callable[["Exchange", str, datetime], None]] = {
-    "expire": return_side.expire_deferred, "hold_limit": movements.hold_limit, "lapse": movements.lapse,
+    "expire": deferred.expire_deferred, "hold_limit": movements.hold_limit, "lapse": movements.lapse,
     "overdue": movements.overdue, "window": return_side.window_closes,
 }
 

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from services.matching import rules
+from services.matching.admission_side import refuse_application
 from services.matching.case import Case
+from services.matching.deferred import defer, replay_deferred
 from services.matching.events import BanOrdered
 from services.matching.pairing import assess, close_case
 from shared.events import inbound as ev
@@ -43,7 +45,6 @@ def arrival_recorded(x: "Exchange", e: ev.ArrivalRecorded, s: Screening) -> None
         returned = x.repo.returned.get(other_id)
         if returned is not None and case.reentry_after(*returned):
             reentry(x, case, *returned)
-    from services.matching.admission_side import refuse_application  # the two sides meet here
     for application_id in s.application_ids:
         refuse_application(x, application_id, "prior_irregular_entry")
     replay_deferred(x, f"a:{case.arrival_id}")
@@ -80,50 +81,6 @@ def window_closes(x: "Exchange", arrival_id: str, due: datetime) -> None:
     case = x.repo.cases.get(arrival_id)
     if case is not None and case.queued and not rules.within_window(case.landed_at, x.now):
         close_case(x, case, ("request_window_expired",))
-
-
-# ---- events about a subject not known yet -----------------------------------------------
-
-def defer(x: "Exchange", key: str, subject: str, e: ev.Event, s: Screening, reason: str) -> None:
-    """Kept, with what enforcement said of it, until its subject arrives: at most 14 days."""
-    expires = rules.deferral_expires(e.occurred_at)
-    if expires <= x.now:
-        x.decide(subject, "ignored", ["unknown_subject"])
-        return
-    x.repo.pending.setdefault(key, []).append({"event": e.model_dump(mode="json"), "screening": s.model_dump()})
-    x.repo.touch(f"pending:{key}")
-    x.deadlines.at(expires, "expire", key)
-    x.decide(subject, "deferred", [reason])
-
-
-def replay_deferred(x: "Exchange", key: str) -> None:
-    items = x.repo.pending.pop(key, [])
-    if not items:
-        return
-    x.repo.touch(f"pending:{key}")
-    quiet, x.quiet = x.quiet, key.startswith("a:")  # the arrival's first assessment speaks for them
-    try:
-        for item in items:
-            x.dispatch(ev.ANY_INBOUND.validate_python(item["event"]), Screening(**item.get("screening", {})))
-    finally:
-        x.quiet = quiet
-
-
-def expire_deferred(x: "Exchange", key: str, due: datetime) -> None:
-    items = x.repo.pending.get(key)
-    if not items:
-        return
-    keep = []
-    for item in items:
-        if rules.deferral_expires(datetime.fromisoformat(item["event"]["occurred_at"])) <= x.now:
-            x.decide(key.split(":", 1)[1], "ignored", ["unknown_subject"])
-        else:
-            keep.append(item)
-    if keep:
-        x.repo.pending[key] = keep
-    else:
-        del x.repo.pending[key]
-    x.repo.touch(f"pending:{key}")
 
 
 # ---- casework ----------------------------------------------------------------------------
