@@ -8,6 +8,7 @@ under the weekly cap, requests and their clocks, holds, offers and the weekly ba
   rule order), `repository.py` (aggregates <-> Redis records), `events.py` (typed domain events).
 - `exchange.py` — the unit of work: per event, fire deadlines, dispatch to a handler, match,
   publish the figures. Handlers by side: `return_side.py`, `admission_side.py`,
-  `movements.py`, `controls.py`; `pairing.py` forms, seats, breaks and offers pairs.
+  `movements.py`, `controls.py`, `deferred.py` (events whose subject is not known yet);
+  `pairing.py` forms, seats, breaks and offers pairs.
 - `app.py` — the wiring: parse, apply, persist, publish with stable ids.
 """
