@@ -11,12 +11,18 @@ Starts a fresh embedded stack, then:
    clear), each of which forms a pair with one of the waiting arrivals, and times it the
    same way: pairs per second, through matching and transfer to ReturnRequested.
 
+Before the stack, `pairing_rate`: matching alone, in process (its service's `handle` per
+event: parse, decide, derive ids, build the wire events and the records to commit; no broker,
+no Redis), pairs per second with N arrivals waiting. It and the end-to-end pairing figure are
+merged into `.run/bench.json`. BENCH_END_TO_END=0 skips the stack.
+
 Prints a small table and exits 0. It asserts nothing about timing; the numbers depend on
 the machine. All events are in event time on 2025-09-01/02, inside the scheme.
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import os
@@ -71,6 +77,62 @@ def application_pair(i: int) -> list[tuple[str, str, bytes]]:
     return [(T.ADMISSIONS_APPLICATIONS, app_id, eoi), (T.ADMISSIONS_APPLICATIONS, app_id, vetted)]
 
 
+def domain_pairing_rate(n: int, m: int) -> dict:
+    """Pairs per second through matching's service in process, with n arrivals waiting."""
+    from services.matching.app import Matching
+    from shared.events.inbound import ANY_INBOUND
+    from shared.events.internal import ScreenedEvent, Screening
+    from shared.runtime import BatchContext
+    from shared.settings import Settings
+
+    class Rec:  # what the runtime hands a service
+        topic, partition, offset = T.ENFORCEMENT_SCREENED, 0, 0
+
+        def __init__(self, value: bytes):
+            self.value = value
+
+    def screened(value: bytes) -> Rec:
+        return Rec(ScreenedEvent(source_topic="bench", event=json.loads(value)).model_dump_json().encode())
+
+    service, seen = Matching(Settings()), set()
+    week = iso_week(T0)
+    for r in [screened(_doc("WeeklyCapSet", T0, week=week, cap=10 * (n + m)))] + [screened(arrival(i)[2])
+                                                                                  for i in range(n)]:
+        service.handle(r, BatchContext(seen))
+    exchange = copy.deepcopy(service.exchange)  # the same backlog, for the domain-only figure
+    records = [screened(v) for i in range(m) for _, _, v in application_pair(i)]
+    waiting = len(service.exchange.returns)
+    t0 = time.perf_counter()
+    for r in records:
+        service.handle(r, BatchContext(seen))
+    elapsed = time.perf_counter() - t0
+    formed = waiting - len(service.exchange.returns)
+    events = [ANY_INBOUND.validate_python(json.loads(v)) for i in range(m) for _, _, v in application_pair(i)]
+    t0 = time.perf_counter()
+    for event in events:
+        exchange.apply(event, Screening())
+        exchange.repo.take_changes()
+    domain = time.perf_counter() - t0
+    return {"pairing_rate": round(formed / elapsed, 1), "pairing_rate_waiting": waiting,
+            "pairing_rate_pairs": formed,
+            "pairing_rate_scope": "matching service in process (handle per event: parse, decide, ids, wire "
+                                  "events, records); no broker, no Redis",
+            "pairing_rate_domain": round((waiting - len(exchange.returns)) / domain, 1)}
+
+
+def save(figures: dict) -> Path:
+    """Merge into .run/bench.json (other figures in it are kept)."""
+    path = Path(__file__).resolve().parents[1] / ".run" / "bench.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        current = {}
+    current.update(figures)
+    path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    return path
+
+
 async def publish_all(pub: SignedPublisher, records: list[tuple[str, str, bytes]]) -> float:
     t0 = time.monotonic()
     for topic, key, value in records:
@@ -112,6 +174,13 @@ async def main_async() -> int:
     n = int(os.environ.get("BENCH_N", "20000"))
     m = int(os.environ.get("BENCH_PAIRS", "5000"))
     limit = float(os.environ.get("BENCH_TIMEOUT", "3600"))
+    print(f"pairing (matching in process): {n} arrivals waiting, {m} applications ...", flush=True)
+    domain = domain_pairing_rate(n, m)
+    print(f"pairing_rate {domain['pairing_rate']:.0f} pairs/s ({domain['pairing_rate_pairs']} pairs, "
+          f"{domain['pairing_rate_waiting']} waiting; {domain['pairing_rate_scope']}); the exchange alone "
+          f"{domain['pairing_rate_domain']:.0f} pairs/s -> {save(domain)}", flush=True)
+    if os.environ.get("BENCH_END_TO_END", "1") == "0":
+        return 0
     run_dir = Path(tempfile.mkdtemp(prefix="oioo-bench-"))
     stack = EmbeddedStack(run_dir)
     wall0 = time.monotonic()
@@ -147,6 +216,8 @@ async def main_async() -> int:
                            f"{r['out'].get('WeeklyBalance', 0)} WeeklyBalance, {r['out'].get('Decision', 0)} Decisions")
             print(f"{r['label']:10} {r['events']:7d} {r['publish']:9.1f} {r['events'] / r['publish']:9.0f} "
                   f"{r['total']:9.1f} {unit / r['total']:12.1f}  {outcome}")
+        pairing = next(r for r in rows if r["label"] == "pairing")
+        save({"pairing_rate_end_to_end": round(m / pairing["total"], 1)})
         print(f"(end-to-end/s: arrivals, or pairs, per second from the first send until every group settled; "
               f"wall time {time.monotonic() - wall0:.0f}s)")
         return 0

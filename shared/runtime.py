@@ -26,7 +26,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -470,7 +469,7 @@ class Runner:
                     raise
                 await self._reload()
                 continue
-            except Fenced as fenced:
+            except Fenced:
                 # The lease vanished (it expired while Redis stalled, or Redis was emptied): take
                 # it again, or notice the keeper already did, and decide again from Redis.
                 if await self.lease.hold_again():

@@ -1,12 +1,19 @@
-"""Matching wiring: screened events in; audit, alerts, balance and instructions out."""
+"""Matching wiring: screened events in; audit, alerts, balance and instructions out.
+
+Parse, ask the exchange, persist what changed, publish what it decided. Each outbound id is
+derived from the causing event's id and the stable identity of what it is about (the
+decision's subject and kind, the alert's kind and subject, the instruction's request or
+application, the balance's week), never from its position in the output.
+"""
 from __future__ import annotations
 
-import logging
+from collections import Counter
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 
-from services.matching.exchange import Effect, Exchange
+from services.matching import events as de
+from services.matching.exchange import Exchange
 from shared import topics
 from shared.events.inbound import ANY_INBOUND
 from shared.events.internal import Instruction, ScreenedEvent
@@ -16,7 +23,6 @@ from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
 from shared.store import QuotaChange, Snapshot
 
-log = logging.getLogger("oioo.matching")
 PRODUCER = "oioo-matching"
 # Enforcement keeps biometrics to itself and strips them; the models still want the field.
 NO_BIOMETRIC = "0" * 64
@@ -33,59 +39,57 @@ class Matching(Service):
         self.exchange = Exchange(settings)
 
     def restore(self, snapshot: Snapshot) -> None:
-        self.exchange.load(snapshot.records)
+        self.exchange.load(snapshot.records, getattr(snapshot, "quota", None))
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
-        try:
-            screened = ScreenedEvent.model_validate_json(rec.value)
-            document = dict(screened.event)
-            if document.get("event_type") in BIOMETRIC_EVENTS:
-                document.setdefault("biometric_id", NO_BIOMETRIC)
-            event = ANY_INBOUND.validate_python(document)
-        except (ValidationError, ValueError) as exc:
-            log.error("matching: unreadable record at %s:%s:%s (%s)", rec.topic, rec.partition, rec.offset,
-                      exc.__class__.__name__)
-            return
+        # An unreadable record raises: the runtime dead-letters it (processing_error).
+        screened = ScreenedEvent.model_validate_json(rec.value)
+        document = dict(screened.event)
+        if document.get("event_type") in BIOMETRIC_EVENTS:
+            document.setdefault("biometric_id", NO_BIOMETRIC)
+        event = ANY_INBOUND.validate_python(document)
         cause = str(event.event_id)
-        if not ctx.first_time(cause):
+        if not ctx.first_time(cause, when=event.occurred_at):
             return
-        effects = self.exchange.apply(event, screened.screening)
-        for n, effect in enumerate(effects):
-            self._emit(effect, cause, n, ctx)
-        self._persist(ctx)
+        decided = self.exchange.apply(event, screened.screening)
+        # an outbound event's time is now; before any event was accepted, the input's own time
+        now = self.exchange.repo.ledger.now or event.occurred_at
+        self.publish(decided, cause, now, ctx)
+        self.persist(ctx)
 
-    def _emit(self, effect: Effect, cause: str, n: int, ctx: BatchContext) -> None:
-        now = self.exchange.now
-        event_id = derived_id(cause, "effect", n)
-        d = effect.data
-        common = {"event_id": event_id, "occurred_at": now, "producer": PRODUCER}
-        if effect.kind == "decision":
-            ctx.emit(topics.OPS_AUDIT, d["subject_ref"], Decision(
-                **common, subject_ref=d["subject_ref"], decision=d["decision"], reasons=d["reasons"],
-                rule_version=self.settings.rule_version, caused_by=cause))
-        elif effect.kind == "alert":
-            ctx.emit(topics.OPS_ALERTS, d["subject_ref"], Alert(**common, alert_id=str(event_id), **d))
-        elif effect.kind == "balance":
-            ctx.emit(topics.OPS_BALANCE, d["week"], WeeklyBalance(**common, **d))
-        elif effect.kind == "instruction":
-            instruction = Instruction(instruction_id=str(event_id), occurred_at=now.isoformat(), caused_by=cause,
-                                      rule_version=self.settings.rule_version, **d)
-            key = d.get("request_id") or d.get("application_id") or d.get("arrival_id")
-            ctx.emit(topics.MATCHING_INSTRUCTIONS, key, instruction.model_dump_json().encode())
+    def publish(self, decided: list[de.DomainEvent], cause: str, now: datetime, ctx: BatchContext) -> None:
+        seen: Counter = Counter()
+        for d in decided:
+            seen[d.identity] += 1
+            n = seen[d.identity]
+            event_id = derived_id(cause, *d.identity, *((n,) if n > 1 else ()))
+            common = {"event_id": event_id, "occurred_at": now, "producer": PRODUCER}
+            if isinstance(d, de.Decided):
+                ctx.emit(topics.OPS_AUDIT, d.subject_ref, Decision(
+                    **common, subject_ref=d.subject_ref, decision=d.decision, reasons=d.reasons,
+                    rule_version=self.settings.rule_version, caused_by=cause))
+            elif isinstance(d, de.Alerted):
+                ctx.emit(topics.OPS_ALERTS, d.subject_ref, Alert(**common, alert_id=str(event_id), **d.data))
+            elif isinstance(d, de.BalanceChanged):
+                ctx.emit(topics.OPS_BALANCE, d.figures["week"], WeeklyBalance(**common, **d.figures))
+            elif isinstance(d, de.Instruction):
+                instruction = Instruction(instruction_id=str(event_id), occurred_at=now.isoformat(),
+                                          caused_by=cause, rule_version=self.settings.rule_version, **d.data)
+                ctx.emit(topics.MATCHING_INSTRUCTIONS, d.subject, instruction.model_dump_json().encode())
 
-    def _persist(self, ctx: BatchContext) -> None:
+    def persist(self, ctx: BatchContext) -> None:
         ex = self.exchange
-        for key, record in ex.records(ex.dirty).items():
+        for key, record in ex.repo.take_changes().items():
             if record is None:
                 ctx.changes.delete(key)
             else:
                 ctx.changes.put(key, record)
-        ex.dirty.clear()
         for week, delta in ex.quota.items():
             prior = ctx.changes.quota.get(week)
             ctx.changes.quota[week] = QuotaChange(
                 week=week, delta_live=delta.delta + (prior.delta_live if prior else 0),
-                cap=ex.cap_of(ex.week(week)), check=delta.formed or bool(prior and prior.check))
+                cap=ex.repo.week(week).cap_or(self.settings.default_cap),
+                check=delta.formed or bool(prior and prior.check))
         ex.quota.clear()
 
 

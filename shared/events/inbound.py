@@ -88,6 +88,8 @@ class ExpressionOfInterestSubmitted(Inbound):
     date_of_birth: EventDate
     located_in_france_verified: bool
     submitted_at: EventTime
+    # added 2026-11-29: when any member gives it, the group is complete at that many members
+    family_group_size: Annotated[int, Field(ge=1, le=JSON_SAFE_INT)] | None = None
 
 
 class ApplicationVetted(Inbound):

@@ -1,36 +1,71 @@
-"""Drive the exchange directly, with a tiny stand-in for enforcement's biometric index."""
+"""Drive matching directly, with a tiny stand-in for enforcement's biometric index.
+
+`Harness` calls the exchange (the domain model) and keeps its domain events; `Wired` runs the
+service itself (`Matching.handle`) one record per batch, keeping the records it would commit
+to Redis, so a test can restore a fresh service from them at any step.
+"""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
+from services.matching.app import Matching
 from services.matching.exchange import Exchange
 from shared.events.inbound import ANY_INBOUND
-from shared.events.internal import Screening
+from shared.events.internal import ScreenedEvent, Screening
+from shared.runtime import BatchContext
 from shared.settings import Settings
+from shared.store import Snapshot
+
+
+class Screener:
+    """Enforcement's biometric index, as far as matching sees it: the person's other ids."""
+
+    def __init__(self) -> None:
+        self.people: dict[str, dict[str, list[str]]] = {}
+
+    def screen(self, doc: dict) -> Screening:
+        bio = doc.get("biometric_id")
+        if not bio:
+            return Screening()
+        person = self.people.setdefault(bio, {"arrivals": [], "applications": [], "reports": []})
+        t = doc["event_type"]
+        if t == "ArrivalRecorded":
+            screening = Screening(arrival_ids=list(person["arrivals"]), application_ids=list(person["applications"]))
+            person["arrivals"].append(doc["arrival_id"])
+        elif t == "ApplicationVetted":
+            screening = Screening(arrival_ids=list(person["arrivals"]), report_ids=list(person["reports"]))
+            person["applications"].append(doc["application_id"])
+        elif t == "IllegalWorkingEncounter":
+            screening = Screening(arrival_ids=list(person["arrivals"]), application_ids=list(person["applications"]))
+            person["reports"].append(doc["report_id"])
+        else:
+            screening = Screening()
+        return screening
 
 
 class Harness:
     def __init__(self, **settings):
         self.ex = Exchange(Settings(**settings))
-        self.people: dict[str, dict[str, list[str]]] = {}
+        self.screener = Screener()
         self.effects: list = []
+        self.stored: dict[str, dict] = {}  # what Redis would hold
 
     def send(self, doc: dict) -> list:
-        screening = Screening()
-        bio = doc.get("biometric_id")
-        if bio:
-            person = self.people.setdefault(bio, {"arrivals": [], "applications": [], "reports": []})
-            t = doc["event_type"]
-            if t == "ArrivalRecorded":
-                screening = Screening(arrival_ids=list(person["arrivals"]), application_ids=list(person["applications"]))
-                person["arrivals"].append(doc["arrival_id"])
-            elif t == "ApplicationVetted":
-                screening = Screening(arrival_ids=list(person["arrivals"]), report_ids=list(person["reports"]))
-                person["applications"].append(doc["application_id"])
-            elif t == "IllegalWorkingEncounter":
-                screening = Screening(arrival_ids=list(person["arrivals"]), application_ids=list(person["applications"]))
-                person["reports"].append(doc["report_id"])
-        out = self.ex.apply(ANY_INBOUND.validate_python(doc), screening)
+        out = self.ex.apply(ANY_INBOUND.validate_python(doc), self.screener.screen(doc))
+        for key, record in self.ex.repo.take_changes().items():
+            if record is None:
+                self.stored.pop(key, None)
+            else:
+                self.stored[key] = json.loads(json.dumps(record))
+        self.ex.quota.clear()
         self.effects.extend(out)
         return out
+
+    def restart(self) -> None:
+        """A new exchange from the stored records (what a restart reads back from Redis)."""
+        self.ex = Exchange(self.ex.settings)
+        self.ex.load(json.loads(json.dumps(self.stored)))
 
     def instructions(self, kind: str) -> list[dict]:
         return [e.data for e in self.effects if e.kind == "instruction" and e.data["kind"] == kind]
@@ -43,9 +78,58 @@ class Harness:
     def alerts(self, kind: str) -> list[dict]:
         return [e.data for e in self.effects if e.kind == "alert" and e.data["kind"] == kind]
 
+    def balances(self, week: str) -> list[dict]:
+        return [e.data for e in self.effects if e.kind == "balance" and e.data["week"] == week]
+
     def balance(self, week: str) -> dict:
         return self.ex.figures(week)
 
     def requests(self) -> dict[str, str]:
         """arrival_id -> request_id of each RequestReturn so far."""
         return {d["arrival_id"]: d["request_id"] for d in self.instructions("RequestReturn")}
+
+
+@dataclass
+class FakeRecord:
+    """What the runtime hands a service: a consumer record's value (and where it came from)."""
+
+    value: bytes
+    topic: str = "internal.enforcement.screened.v1"
+    partition: int = 0
+    offset: int = 0
+
+
+class Wired:
+    """The matching service, one record per batch, with an in-memory stand-in for Redis:
+    records, consumed event ids and the weekly quota counters (the cap's authority)."""
+
+    def __init__(self, **settings):
+        self.settings = Settings(**settings)
+        self.service = Matching(self.settings)
+        self.screener = Screener()
+        self.records: dict[str, dict] = {}
+        self.seen: set[str] = set()
+        self.quota: dict[str, dict[str, int]] = {}
+        self.offset = 0
+
+    def send(self, doc: dict) -> list[tuple[str, str | None, bytes]]:
+        screened = ScreenedEvent(source_topic="test", event=doc, screening=self.screener.screen(doc))
+        ctx = BatchContext(self.seen)
+        self.service.handle(FakeRecord(screened.model_dump_json().encode(), offset=self.offset), ctx)
+        self.offset += 1
+        for key, value in ctx.changes.upserts.items():
+            self.records[key] = json.loads(value)
+        for key in ctx.changes.deletes:
+            self.records.pop(key, None)
+        for q in ctx.changes.quota.values():
+            counters = self.quota.setdefault(q.week, {"live": 0})
+            counters["live"] += q.delta_live
+            counters["cap"] = q.cap
+            assert not (q.check and q.delta_live > 0 and counters["live"] > q.cap), "over the cap"
+        self.seen.update(ctx.changes.seen)
+        return [(o.topic, o.key, o.value) for o in ctx.out]
+
+    def restart(self) -> None:
+        self.service = Matching(self.settings)
+        self.service.restore(Snapshot(version=1, records=json.loads(json.dumps(self.records)), seen=set(self.seen),
+                                      offsets={}, quota={w: dict(c) for w, c in self.quota.items()}))
