@@ -1,0 +1,246 @@
+"""The bench's instruments: the bare relay (the ceiling), group progress, memory, the quota
+script against INCR, and the latency watcher. None of them asserts anything."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.asyncio import Redis
+
+from deploy.embedded import ensure_topics
+from deploy.sim.kafka import GROUP_INPUTS, _probe
+from shared.store import Changes, Commit, QuotaChange, RecordStore
+from shared.topics import TopicSpec
+
+CEILING_IN, CEILING_OUT = "bench.ceiling.in", "bench.ceiling.out"
+
+
+# --------------------------------------------------------------------------- the ceiling
+
+async def ceiling(bootstrap: str, values: list[bytes], partitions: int = 6) -> dict:
+    """A bare aiokafka relay on the same broker: consume -> JSON decode/encode -> produce,
+    offsets committed once per fetched batch after its sends are acknowledged. Messages per
+    second from the first record fetched to the last one acknowledged downstream."""
+    await ensure_topics(bootstrap, [TopicSpec(CEILING_IN, partitions), TopicSpec(CEILING_OUT, partitions)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
+                                linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(CEILING_IN, v, key=str(i).encode()) for i, v in enumerate(values)]
+        await asyncio.gather(*futures)
+        consumer = AIOKafkaConsumer(CEILING_IN, bootstrap_servers=bootstrap, group_id="bench-ceiling",
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        try:
+            done, t0 = 0, None
+            while done < len(values):
+                got = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                if not got:
+                    continue
+                t0 = t0 or time.monotonic()
+                sends = []
+                for tp, recs in got.items():
+                    for r in recs:
+                        sends.append(await producer.send(CEILING_OUT, json.dumps(json.loads(r.value)).encode(),
+                                                         key=r.key))
+                await asyncio.gather(*sends)
+                await consumer.commit()
+                done += len(sends)
+            seconds = time.monotonic() - t0
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+    return {"ceiling_rate": round(len(values) / seconds, 1), "ceiling_messages": len(values),
+            "ceiling_message_bytes": round(sum(map(len, values)) / len(values))}
+
+
+# --------------------------------------------------------------------------- group progress
+
+async def _tps(bootstrap: str, group: str) -> list[TopicPartition]:
+    probe = await _probe(bootstrap)
+    return [tp for t in GROUP_INPUTS[group] for tp in await probe.tps(t)]
+
+
+async def group_position(bootstrap: str, group: str) -> tuple[int, int]:
+    """(records the group has committed, records on its inputs), summed over partitions."""
+    probe = await _probe(bootstrap)
+    tps = await _tps(bootstrap, group)
+    got = await probe.admin.list_consumer_group_offsets(group, partitions=tps)
+    ends = await probe.ends(tps)
+    committed = sum(max(0, om.offset) for tp, om in got.items() if om is not None)
+    return committed, sum(ends.values())
+
+
+async def alone_rate(bootstrap: str, group: str, limit: float, since: float, interval: float = 0.1) -> dict:
+    """A group that has just started on a full input: records per second from its first
+    commit to its last (its join and first fetch are left out); when it took everything in
+    one commit, from `since` (its instance became active) instead."""
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        committed, end = await group_position(bootstrap, group)
+        now = time.monotonic()
+        if committed and first is None:
+            first = (now, committed)
+        if end and committed >= end:
+            if first is None or committed == first[1]:
+                return {"records": end, "rate": round(end / max(now - since, 1e-3), 1)}
+            return {"records": end, "rate": round((committed - first[1]) / (now - first[0]), 1)}
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"{group} did not consume its input within {limit:.0f}s")
+
+
+# --------------------------------------------------------------------------- memory
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (the kernel's own peak) of a process, in MB; {} once it is gone."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line[:5]] = int(line.split()[1]) / 1024
+    except OSError:
+        return {}
+    return out
+
+
+@dataclass
+class MemorySampler:
+    """Samples each service's RSS every `every` seconds; the peak is the larger of what it saw
+    and the kernel's high-water mark."""
+
+    pids: dict[str, int]
+    every: float = 0.5
+    peak: dict[str, float] = field(default_factory=dict)
+    _task: asyncio.Task | None = None
+
+    def sample(self) -> dict[str, float]:
+        now = {}
+        for name, pid in self.pids.items():
+            got = rss_mb(pid)
+            if got:
+                now[name] = got["VmRSS"]
+                self.peak[name] = max(self.peak.get(name, 0.0), got["VmRSS"], got.get("VmHWM", 0.0))
+        return now
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.every)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.sample()
+
+
+def service_pids(stack) -> dict[str, int]:
+    return {name: svc.process.pid for name, svc in stack.services.items() if svc.alive}
+
+
+# --------------------------------------------------------------------------- the quota script
+
+async def quota_vs_incr(redis_url: str, seconds: float = 3.0) -> dict:
+    """The services' commit script carrying one quota change (fencing check, version check, cap
+    check, HINCRBY, version bump) against a plain INCR: one at a time each, same client, same
+    Redis, same run. Under its own namespace, so no service's keys are touched."""
+    redis = Redis.from_url(redis_url)
+    try:
+        store = RecordStore(redis, "bench-quota")
+        lease = "1:bench:quota"
+        await redis.delete(store.version_key, store.quota_key, store.outbox_key, "bench-quota:incr")
+        await redis.set(store.lease_key, lease)
+        version, n, t0 = 0, 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            changes = Changes(quota={"2025-W40": QuotaChange("2025-W40", 1, 10**9, True)})
+            version = await store.commit(version, lease, changes, Commit(check_cap=True))
+            n += 1
+        quota_ops = n / (time.monotonic() - t0)
+        n, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            await redis.incr("bench-quota:incr")
+            n += 1
+        incr_ops = n / (time.monotonic() - t0)
+        await redis.delete(store.version_key, store.quota_key, store.lease_key, "bench-quota:incr")
+    finally:
+        await redis.aclose()
+    return {"quota_ops": round(quota_ops, 1), "incr_ops": round(incr_ops, 1),
+            "quota_ratio": round(quota_ops / incr_ops, 3)}
+
+
+# --------------------------------------------------------------------------- latency
+
+class AuditWatcher:
+    """Reads ops.audit.v1 from its end as it is now and notes, by subject, when the first
+    Decision (any) and the first `paired` Decision became visible."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                         fetch_max_wait_ms=5, auto_offset_reset="latest")
+        self.topic = topic
+        self.first: dict[str, float] = {}
+        self.paired: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        parts = self.consumer.partitions_for_topic(self.topic)
+        if not parts:
+            await self.consumer.topics()
+            parts = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self.consumer.position(tp)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            got = await self.consumer.getmany(timeout_ms=100, max_records=2000)
+            now = time.monotonic()
+            for recs in got.values():
+                for r in recs:
+                    d = json.loads(r.value)
+                    subject = d.get("subject_ref")
+                    self.first.setdefault(subject, now)
+                    if d.get("decision") == "paired":
+                        self.paired.setdefault(subject, now)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.consumer.stop()
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float | None]:
+    if not samples_ms:
+        return {"p50": None, "p95": None, "p99": None}
+    s = sorted(samples_ms)
+
+    def p(q: float) -> float:
+        return round(s[min(len(s) - 1, int(q * len(s)))], 1)
+
+    return {"p50": p(0.50), "p95": p(0.95), "p99": p(0.99)}
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
