@@ -182,6 +182,19 @@ async def quota_vs_incr(redis_url: str, seconds: float = 3.0) -> dict:
             "quota_ratio": round(quota_ops / incr_ops, 3)}
 
 
+async def redis_state(redis_url: str, services) -> dict:
+    """What the services' state takes in Redis: used memory, and records and remembered event
+    ids per service."""
+    redis = Redis.from_url(redis_url)
+    try:
+        info = await redis.info("memory")
+        records = {s: await redis.hlen(f"{{{s}}}:records") for s in services}
+        seen = {s: await redis.zcard(f"{{{s}}}:seen") for s in services}
+    finally:
+        await redis.aclose()
+    return {"redis_used_mb": round(info["used_memory"] / 2**20, 1), "redis_records": records, "redis_seen_ids": seen}
+
+
 # --------------------------------------------------------------------------- latency
 
 class AuditWatcher:
