@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -158,6 +158,9 @@ class Runner:
         self._must_recover = False
         self._stopping = False
         self._alerts: list[Alert] = []
+        # True only while this instance knows the outbox is empty (it drained it and has been
+        # the only writer since): then a committed batch is published from memory.
+        self._outbox_empty = False
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
@@ -185,6 +188,7 @@ class Runner:
         for topic in dict.fromkeys((*service.output_topics, topics.OPS_DEAD_LETTERS, topics.OPS_ALERTS)):
             self.broker.publisher(topic, title=f"{service.name}-output:{topic}", schema=PUBLISHED[topic])
         self.app = FastStream(self.broker)
+        self.producer: AIOKafkaProducer | None = None  # the relay's, made inside the loop
         self._lock = asyncio.Lock()
 
     def _kafka_security(self) -> dict[str, Any]:
@@ -226,6 +230,14 @@ class Runner:
     async def _become_active(self) -> None:
         self._keeper = asyncio.create_task(self._keep_lease())
         await until_done("broker (connect)", self.broker.connect, self._broker_outage)
+        # The relay's own producer: a plain aiokafka one, so a batch's messages go straight
+        # into its accumulator (no per-message framework round) and carry exactly the
+        # committed headers, the same on every publish.
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=False,
+            client_id=f"oioo-{self.instance}-relay", linger_ms=self.settings.linger_ms,
+            max_batch_size=self.settings.max_produce_batch_bytes, **self._kafka_security())
+        await until_done("broker (producer)", self.producer.start, self._broker_outage)
         try:
             await self._recover()
         except _Incomplete:
@@ -248,6 +260,11 @@ class Runner:
             await asyncio.wait_for(self.broker.stop(), timeout=5)
         except Exception as exc:  # noqa: BLE001 - shutting down anyway
             log.warning("%s: broker did not close cleanly (%s)", self.instance, exc.__class__.__name__)
+        try:
+            if self.producer is not None:
+                await asyncio.wait_for(self.producer.stop(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway
+            log.warning("%s: the relay's producer did not close cleanly (%s)", self.instance, exc.__class__.__name__)
         try:
             await asyncio.wait_for(self.lease.release(), timeout=2)
             await self.redis.aclose()
@@ -328,6 +345,7 @@ class Runner:
     # ---- state ---------------------------------------------------------------------------
     def _adopt(self, snap: Snapshot) -> None:
         self.version = snap.version
+        self._outbox_empty = False  # another writer may have left entries: the relay reads first
         self.seen = dict(snap.seen) if isinstance(snap.seen, dict) else dict.fromkeys(snap.seen, 0.0)
         self.high = max(self.seen.values(), default=0.0)
         self.offsets = dict(snap.offsets)
@@ -391,7 +409,7 @@ class Runner:
                       kind="rebuild_incomplete", subject_ref=subject,
                       message=f"{self.service.name} cannot rebuild its state: the log ends before the "
                               f"committed offsets ({where}); restore Redis or the topics, then restart it")
-        await until_done("broker (alert)", lambda: self._publish([[topics.OPS_ALERTS, subject, alert.to_json().decode(), None]]),
+        await until_done("broker (alert)", lambda: self._publish([(topics.OPS_ALERTS, subject, alert.to_json(), None)]),
                          self._broker_outage)
         raise _Incomplete(where)
 
@@ -439,6 +457,7 @@ class Runner:
     async def _process(self, records: list[ConsumerRecord], replay: bool) -> None:
         poisoned: dict[str, str] = {}
         refusals = 0
+        committed: tuple[int, list[Outgoing]] | None = None
         while True:
             if self._must_recover and not replay:
                 await self._recover()
@@ -457,7 +476,7 @@ class Runner:
             if not replay:
                 ctx.out[:0] = [Outgoing(topics.OPS_ALERTS, a.subject_ref, a.to_json()) for a in self._alerts]
             try:
-                await self._commit(ctx)
+                committed = await self._commit(ctx)
             except StaleState as stale:
                 log.warning("%s: state version moved to %s under us; recovering", self.instance, stale.current)
                 await self._recover()
@@ -480,7 +499,7 @@ class Runner:
             self._alerts.clear()
             break
         if not replay:
-            await self._relay()
+            await self._relay(committed)
 
     def _take(self, rec: ConsumerRecord, ctx: BatchContext, poisoned: dict[str, str]) -> None:
         """Hand one record to the service unless its offset was consumed already, and track it."""
@@ -522,7 +541,8 @@ class Runner:
             return now
         return datetime.fromtimestamp(self.high, tz=timezone.utc) if self.high else EPOCH
 
-    async def _commit(self, ctx: BatchContext) -> None:
+    async def _commit(self, ctx: BatchContext) -> tuple[int, list[Outgoing]] | None:
+        """Commit the batch; returns (version, messages) when it put an entry in the outbox."""
         horizon = self.settings.dedupe_horizon_days * 86400
         extra = Commit(seen_score=ctx.high, seen_floor=(ctx.high - horizon) if ctx.high else None,
                        outbox=_encode(ctx.out) if ctx.out and not ctx.replay else None,
@@ -547,27 +567,49 @@ class Runner:
             if figures is not None:
                 metrics.set_figures(figures())
         faults.point("after_commit")
+        return (self.version, ctx.out) if extra.outbox else None
 
     # ---- the relay -----------------------------------------------------------------------
-    async def _relay(self) -> None:
-        """Publish the outbox, oldest batch first, and trim what the broker acknowledged."""
+    async def _relay(self, committed: tuple[int, list[Outgoing]] | None = None) -> None:
+        """Publish the outbox, oldest batch first, and trim what the broker acknowledged.
+
+        `committed` is the entry the batch just committed. When this instance knows the outbox
+        held nothing before it, that entry is the whole outbox: it is published from memory
+        (the same bytes the entry holds) without reading it back; otherwise, or after any
+        failure, the outbox is read from Redis."""
+        if self._outbox_empty:
+            if committed is None:
+                return
+            version, out = committed
+            self._outbox_empty = False
+            messages = [(o.topic, o.key, o.value, o.headers.get(TRACEPARENT)) for o in out]
+            await until_done("broker (publish)", lambda: self._publish(messages), self._broker_outage)
+            await self._trim(version)
+            self._outbox_empty = True
+            return
         while True:
             entries = await until_done("redis (outbox)", self.store.pending, self._redis_outage)
             if not entries:
+                self._outbox_empty = True
                 return
             for _, payload in entries:
-                messages = json.loads(payload)
+                messages = [(topic, key, value.encode("utf-8"), trace) for topic, key, value, trace in json.loads(payload)]
                 await until_done("broker (publish)", lambda: self._publish(messages), self._broker_outage)
-            trimmed = await until_done("redis (trim)", lambda: self.store.trim(self.lease.value or "", entries[-1][0]),
-                                       self._redis_outage)
-            if trimmed < 0:
-                self._lost_lease("the outbox trim was fenced")
+            await self._trim(entries[-1][0])
 
-    async def _publish(self, messages: list[list]) -> None:
+    async def _trim(self, upto: int) -> None:
+        trimmed = await until_done("redis (trim)", lambda: self.store.trim(self.lease.value or "", upto),
+                                   self._redis_outage)
+        if trimmed < 0:
+            self._lost_lease("the outbox trim was fenced")
+
+    async def _publish(self, messages: list[tuple[str, str | None, bytes, str | None]]) -> None:
+        """Every message into the producer's accumulator, then wait for all the acknowledgements."""
+        send = self.producer.send
         futures = [
-            await self.broker.publish(value.encode("utf-8"), topic, key=key.encode() if key else None,
-                                      headers={**JSON_HEADERS, TRACEPARENT: trace} if trace else dict(JSON_HEADERS),
-                                      no_confirm=True)
+            await send(topic, value, key=key.encode() if key else None,
+                       headers=[(k, v.encode()) for k, v in ({**JSON_HEADERS, TRACEPARENT: trace} if trace
+                                                               else JSON_HEADERS).items()])
             for topic, key, value, trace in messages
         ]
         await asyncio.gather(*futures)

@@ -19,6 +19,12 @@ class Settings:
     ready_file: str | None = None
     max_batch: int = 500
     batch_timeout_ms: int = 50
+    # how long the broker may hold a fetch when there is nothing to read (aiokafka's default
+    # of 500 ms would sit on every hop when traffic is light)
+    fetch_max_wait_ms: int = 500
+    # the relay's producer: how long it gathers records into one request, and its batch size
+    linger_ms: int = 0
+    max_produce_batch_bytes: int = 16384
     session_timeout_ms: int = 10000
     # one fenced writer per service: the instance's name, its lease, its health endpoint
     instance: str | None = None
@@ -68,6 +74,9 @@ class Settings:
             ready_file=os.environ.get("SERVICE_READY_FILE") or None,
             max_batch=int(_env("MAX_BATCH", str(d.max_batch))),
             batch_timeout_ms=int(_env("BATCH_TIMEOUT_MS", str(d.batch_timeout_ms))),
+            fetch_max_wait_ms=int(_env("FETCH_MAX_WAIT_MS", str(d.fetch_max_wait_ms))),
+            linger_ms=int(_env("PRODUCER_LINGER_MS", str(d.linger_ms))),
+            max_produce_batch_bytes=int(_env("PRODUCER_MAX_BATCH_BYTES", str(d.max_produce_batch_bytes))),
             instance=os.environ.get("SERVICE_INSTANCE") or None,
             lease_ttl_ms=int(_env("LEASE_TTL_MS", str(d.lease_ttl_ms))),
             health_host=_env("HEALTH_HOST", d.health_host),

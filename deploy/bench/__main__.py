@@ -242,6 +242,9 @@ async def phase_replay(run_dir: Path, keyring: Keyring, recs: list[Signed], arri
             "rss_end_mb": {k: round(v, 1) for k, v in at_end.items()},
         })
         figures.update(await measure.redis_state(stack.redis_url, SERVICES))
+        figures["replay_topic_records"] = await measure.topic_sizes(
+            stack.bootstrap, (T.INTAKE_ACCEPTED, T.ENFORCEMENT_SCREENED, T.MATCHING_INSTRUCTIONS, T.OPS_AUDIT,
+                              T.LIAISON_UK_RETURN_REQUESTS, T.OPS_DEAD_LETTERS))
         say(f"replay: {arrivals} arrivals ({len(recs)} events) in {seconds:.1f}s = {arrivals / seconds:.0f} "
             f"arrivals/s; {out['decisions']} Decisions, {figures['replay_pairs']} pairs")
         figures.update(await latency(stack, keyring, args.latency_seconds, args.timeout))

@@ -97,6 +97,16 @@ async def alone_rate(bootstrap: str, group: str, limit: float, since: float, int
     raise TimeoutError(f"{group} did not consume its input within {limit:.0f}s")
 
 
+async def topic_sizes(bootstrap: str, names) -> dict[str, int]:
+    """Records on each topic (all partitions)."""
+    probe = await _probe(bootstrap)
+    out = {}
+    for name in names:
+        tps = await probe.tps(name)
+        out[name] = sum((await probe.ends(tps)).values())
+    return out
+
+
 # --------------------------------------------------------------------------- memory
 
 def rss_mb(pid: int) -> dict[str, float]:

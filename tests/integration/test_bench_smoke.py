@@ -41,6 +41,9 @@ def test_bench_smoke_run_writes_every_figure(tmp_path, embedded_binaries):
     assert all(isinstance(mb, float) and mb > 0 for mb in figures["peak_rss_mb"].values())
     # what the bench waited for did happen
     assert figures["replay_arrivals_decided"] == 300
+    sizes = figures["replay_topic_records"]
+    assert sizes["internal.intake.accepted.v1"] == sizes["internal.enforcement.screened.v1"] == figures["replay_events"]
+    assert sizes["ops.dead-letters.v1"] == 0
     assert figures["latency_decided"] == figures["latency_arrivals"] > 0
     assert figures["latency_paired"] > 0
     assert "ceiling" in run.stdout and "replay_rate" in run.stdout
