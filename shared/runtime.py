@@ -176,6 +176,7 @@ class Runner:
             batch=True,
             max_records=settings.max_batch,
             batch_timeout_ms=settings.batch_timeout_ms,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_decoder,

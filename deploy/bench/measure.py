@@ -158,6 +158,22 @@ class MemorySampler:
         self.sample()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle_cpu(pids: dict[str, int], seconds: float = 3.0) -> dict[str, float]:
+    """Percent of one core each process uses while nothing is sent (polling, heartbeats, lease)."""
+    before = {n: cpu_seconds(p) for n, p in pids.items()}
+    await asyncio.sleep(seconds)
+    return {n: round(100 * (cpu_seconds(p) - before[n]) / seconds, 1) for n, p in pids.items()}
+
+
 def service_pids(stack) -> dict[str, int]:
     return {name: svc.process.pid for name, svc in stack.services.items() if svc.alive}
 
