@@ -617,9 +617,12 @@ class Runner:
         self.metrics.published.inc(len(messages))
 
 
+_OUTBOX_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, same bytes
+
+
 def _encode(out: list[Outgoing]) -> bytes:
-    return json.dumps([[o.topic, o.key, o.value.decode("utf-8"), o.headers.get(TRACEPARENT)] for o in out],
-                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _OUTBOX_JSON([[o.topic, o.key, o.value.decode("utf-8"), o.headers.get(TRACEPARENT)]
+                         for o in out]).encode("utf-8")
 
 
 def trace_of(rec: ConsumerRecord, place: str) -> str:

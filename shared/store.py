@@ -81,6 +81,10 @@ return n
 """
 
 
+# One encoder for every record: json.dumps with options builds a new one per call. Same bytes.
+_RECORD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 class StaleState(Exception):
     """Redis's version is not the one this process read: reload (or rebuild) and decide again."""
 
@@ -123,7 +127,7 @@ class Changes:
 
     def put(self, key: str, record: dict) -> None:
         self.deletes.discard(key)
-        self.upserts[key] = json.dumps(record, separators=(",", ":"), sort_keys=True)
+        self.upserts[key] = _RECORD_JSON(record)
 
     def delete(self, key: str) -> None:
         self.upserts.pop(key, None)
