@@ -27,6 +27,9 @@ from shared.store import Snapshot
 log = logging.getLogger("oioo.enforcement")
 PRODUCER = "oioo-enforcement"
 RECORD_BAN = "RecordBan"
+# Shared, never mutated (the model is frozen): building Screening() per event deep-copies its
+# three default lists, a tenth of this service's time per event.
+NOTHING_KNOWN = Screening()
 
 
 class Enforcement(Service):
@@ -67,7 +70,7 @@ class Enforcement(Service):
         if not ctx.first_time(str(event.event_id), event.occurred_at):
             return
         self._advance(event.occurred_at, ctx)
-        screening = Screening()
+        screening = NOTHING_KNOWN
         if event.event_type in rules.INDEXED:
             screening = self._index(event, ctx)
         # Matching needs the ids, never the biometric: it stays here.
