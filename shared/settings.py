@@ -17,7 +17,9 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     signing_keys_file: str | None = None
     ready_file: str | None = None
-    max_batch: int = 500
+    # records per batch: one commit script, one relay and one offset commit each (the bench:
+    # 2000 instead of 500 used about 8% less CPU per event end to end, latency unchanged)
+    max_batch: int = 2000
     batch_timeout_ms: int = 50
     # How long the broker may hold a fetch when there is nothing to read. aiokafka's default
     # of 500 ms sits on every hop when traffic is light on a broker that does not answer a

@@ -227,8 +227,13 @@ async def phase_replay(run_dir: Path, keyring: Keyring, recs: list[Signed], arri
     try:
         await stack.start_async()
         sampler = measure.MemorySampler(measure.service_pids(stack))
+        parts = {**sampler.pids, "broker": stack.broker.process.pid, "bench (publisher)": os.getpid()}
+        if stack.redis.process is not None:
+            parts["redis"] = stack.redis.process.pid
+        cpu0 = {n: measure.cpu_seconds(p) for n, p in parts.items()}
         sampler.start()
         seconds, out = await replay(stack, recs, "replay", args.timeout)
+        cpu = {n: round(measure.cpu_seconds(p) - cpu0[n], 2) for n, p in parts.items()}
         await sampler.stop()
         at_end = sampler.sample()
         figures.update({
@@ -240,6 +245,10 @@ async def phase_replay(run_dir: Path, keyring: Keyring, recs: list[Signed], arri
             "replay_return_requests": out["return_requests"], "replay_dead_letters": out["dead_letters"],
             "peak_rss_mb": {k: round(v, 1) for k, v in sampler.peak.items()},
             "rss_end_mb": {k: round(v, 1) for k, v in at_end.items()},
+            # CPU each part used during the replay: unlike the wall-clock rates, this does not
+            # depend on what else the machine was doing (the bench's own collector included)
+            "replay_cpu_seconds": cpu,
+            "replay_cpu_us_per_event": {n: round(1e6 * c / len(recs), 1) for n, c in cpu.items()},
         })
         figures.update(await measure.redis_state(stack.redis_url, SERVICES))
         figures["replay_topic_records"] = await measure.topic_sizes(
