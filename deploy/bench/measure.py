@@ -97,13 +97,16 @@ async def alone_rate(bootstrap: str, group: str, limit: float, since: float, int
     raise TimeoutError(f"{group} did not consume its input within {limit:.0f}s")
 
 
-async def topic_sizes(bootstrap: str, names) -> dict[str, int]:
-    """Records on each topic (all partitions)."""
+async def topic_sizes(bootstrap: str, names) -> dict[str, int | None]:
+    """Records on each topic (all partitions); None where the broker did not say in time."""
     probe = await _probe(bootstrap)
-    out = {}
+    out: dict[str, int | None] = {}
     for name in names:
         tps = await probe.tps(name)
-        out[name] = sum((await probe.ends(tps)).values())
+        try:
+            out[name] = sum((await probe.ends(tps, timeout=60)).values())
+        except TimeoutError:
+            out[name] = None
     return out
 
 
