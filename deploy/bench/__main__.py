@@ -34,7 +34,7 @@ from pathlib import Path
 from deploy.bench import measure, workload
 from deploy.bench.pairing import domain_pairing_rate
 from deploy.embedded import SERVICES, EmbeddedStack
-from deploy.sim.kafka import Collector, close_probes, settle
+from deploy.sim.kafka import Collector, close_probes
 from shared import topics as T
 from shared.signing import Keyring, signed_headers
 from shared.timeutil import iso_week
@@ -91,18 +91,16 @@ class Publisher:
         await asyncio.gather(*futures)
 
 
-async def settled(bootstrap: str, label: str, limit: float, interval: float = 0.1) -> float:
-    """settle() over every group, a progress line every 30 s."""
-    t0 = time.monotonic()
-    while True:
-        try:
-            await settle(bootstrap, timeout=30, interval=interval)
-            return time.monotonic() - t0
-        except TimeoutError as exc:  # SettleTimeout, or the broker too busy to answer the probe in time
-            waited = time.monotonic() - t0
-            if waited > limit:
-                raise
-            print(f"  {label}: still settling after {waited:.0f}s ({str(exc).split(': ', 1)[-1][:160]})", flush=True)
+async def settled(bootstrap: str, label: str, limit: float, barrier: measure.Settled | None = None) -> float:
+    """Until every group has consumed everything on its inputs (measure.Settled)."""
+    if barrier is not None:
+        return await barrier.wait(label, limit)
+    barrier = measure.Settled(bootstrap)
+    await barrier.start()
+    try:
+        return await barrier.wait(label, limit)
+    finally:
+        await barrier.stop()
 
 
 def say(text: str) -> None:
@@ -149,6 +147,8 @@ async def replay(stack: EmbeddedStack, recs: list[Signed], label: str, limit: fl
     col = Collector(stack.bootstrap, (T.OPS_AUDIT, T.LIAISON_UK_RETURN_REQUESTS,
                                                           T.OPS_DEAD_LETTERS))
     await col.start()
+    barrier = measure.Settled(stack.bootstrap)
+    await barrier.start()
     try:
         say(f"{label}: publishing {len(recs)} events ...")
         t0 = time.monotonic()
@@ -156,7 +156,7 @@ async def replay(stack: EmbeddedStack, recs: list[Signed], label: str, limit: fl
             await pub.send_all(recs)
         published = time.monotonic() - t0
         say(f"{label}: published in {published:.1f}s ({len(recs) / published:.0f}/s); waiting for the house ...")
-        await settled(stack.bootstrap, label, limit)
+        await settled(stack.bootstrap, label, limit, barrier)
         seconds = time.monotonic() - t0
         out = {"decisions": 0, "first_decisions": set(), "paired": set(), "return_requests": 0, "dead_letters": 0}
         for rec in await col.drain(timeout=600):
@@ -170,8 +170,13 @@ async def replay(stack: EmbeddedStack, recs: list[Signed], label: str, limit: fl
                 out["return_requests"] += 1
             else:
                 out["dead_letters"] += 1
+        out["topic_records"] = {t: barrier.records(t) for t in
+                                (T.INTAKE_ACCEPTED, T.ENFORCEMENT_SCREENED, T.MATCHING_INSTRUCTIONS)}
+        out["topic_records"].update({T.OPS_AUDIT: out["decisions"], T.LIAISON_UK_RETURN_REQUESTS:
+                                     out["return_requests"], T.OPS_DEAD_LETTERS: out["dead_letters"]})
         return seconds, out
     finally:
+        await barrier.stop()
         await col.stop()
 
 
@@ -251,9 +256,7 @@ async def phase_replay(run_dir: Path, keyring: Keyring, recs: list[Signed], arri
             "replay_cpu_us_per_event": {n: round(1e6 * c / len(recs), 1) for n, c in cpu.items()},
         })
         figures.update(await measure.redis_state(stack.redis_url, SERVICES))
-        figures["replay_topic_records"] = await measure.topic_sizes(
-            stack.bootstrap, (T.INTAKE_ACCEPTED, T.ENFORCEMENT_SCREENED, T.MATCHING_INSTRUCTIONS, T.OPS_AUDIT,
-                              T.LIAISON_UK_RETURN_REQUESTS, T.OPS_DEAD_LETTERS))
+        figures["replay_topic_records"] = out["topic_records"]
         say(f"replay: {arrivals} arrivals ({len(recs)} events) in {seconds:.1f}s = {arrivals / seconds:.0f} "
             f"arrivals/s; {out['decisions']} Decisions, {figures['replay_pairs']} pairs")
         figures.update(await latency(stack, keyring, args.latency_seconds, args.timeout))

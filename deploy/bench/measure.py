@@ -97,19 +97,6 @@ async def alone_rate(bootstrap: str, group: str, limit: float, since: float, int
     raise TimeoutError(f"{group} did not consume its input within {limit:.0f}s")
 
 
-async def topic_sizes(bootstrap: str, names) -> dict[str, int | None]:
-    """Records on each topic (all partitions); None where the broker did not say in time."""
-    probe = await _probe(bootstrap)
-    out: dict[str, int | None] = {}
-    for name in names:
-        tps = await probe.tps(name)
-        try:
-            out[name] = sum((await probe.ends(tps, timeout=60)).values())
-        except TimeoutError:
-            out[name] = None
-    return out
-
-
 # --------------------------------------------------------------------------- memory
 
 def rss_mb(pid: int) -> dict[str, float]:
@@ -286,3 +273,85 @@ def percentiles(samples_ms: list[float]) -> dict[str, float | None]:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------- the barrier
+
+class Settled:
+    """Whether every service group has consumed (committed) everything on its inputs.
+
+    Like deploy.sim.kafka.settle, but the end of each partition comes from the high watermark
+    of a fetch issued at the group's committed offset (every fetch response carries it), so
+    it needs neither Tansu's ListOffsets (which answers with the last batch's base offset)
+    nor a read of the last batch of a partition holding a quarter of a million records, which
+    a busy Tansu can take more than ten seconds to answer."""
+
+    def __init__(self, bootstrap: str, groups=("oioo-intake", "oioo-enforcement", "oioo-matching", "oioo-transfer")):
+        self.bootstrap = bootstrap
+        self.groups = tuple(groups)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                         fetch_max_wait_ms=5, max_partition_fetch_bytes=64 * 1024)
+        self._tps: dict[str, list[TopicPartition]] = {}
+        self.ends: dict[TopicPartition, int] = {}  # as of the last check
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        for g in self.groups:
+            self._tps[g] = await _tps(self.bootstrap, g)
+        self.consumer.assign(sorted({tp for tps in self._tps.values() for tp in tps}))
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def lagging(self, timeout: float = 30.0) -> dict[str, int]:
+        """Records each group still has to consume ({} when settled)."""
+        probe = await _probe(self.bootstrap)
+        committed: dict[TopicPartition, dict[str, int]] = {}
+        for g in self.groups:
+            got = await probe.admin.list_consumer_group_offsets(g, partitions=self._tps[g])
+            for tp in self._tps[g]:
+                om = got.get(tp)
+                committed.setdefault(tp, {})[g] = om.offset if om is not None and om.offset >= 0 else 0
+        c = self.consumer
+        since = int(time.time() * 1000)
+        for tp, by_group in committed.items():
+            c.seek(tp, min(by_group.values()))
+        deadline = time.monotonic() + timeout
+        fresh: set[TopicPartition] = set()
+        while len(fresh) < len(committed):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the broker did not answer the settle fetch in time")
+            await c.getmany(timeout_ms=100, max_records=1)
+            fresh = {tp for tp in committed if (c.last_poll_timestamp(tp) or 0) >= since}
+        lag: dict[str, int] = {}
+        self.ends = {tp: c.highwater(tp) or 0 for tp in committed}
+        for tp, by_group in committed.items():
+            hw = self.ends[tp]
+            for g, done in by_group.items():
+                if hw > done:
+                    lag[g] = lag.get(g, 0) + hw - done
+        return lag
+
+    def records(self, topic: str) -> int:
+        return sum(n for tp, n in self.ends.items() if tp.topic == topic)
+
+    async def wait(self, label: str, limit: float, interval: float = 0.1) -> float:
+        """Until settled twice in a row; a progress line every 30 s."""
+        t0 = time.monotonic()
+        said = t0
+        in_a_row = 0
+        while in_a_row < 2:
+            try:
+                lag = await self.lagging()
+            except TimeoutError:
+                lag = {"(broker busy)": -1}
+            in_a_row = 0 if lag else in_a_row + 1
+            now = time.monotonic()
+            if now - t0 > limit:
+                raise TimeoutError(f"{label}: not settled after {limit:.0f}s: {lag}")
+            if now - said > 30:
+                print(f"  {label}: still settling after {now - t0:.0f}s ({lag})", flush=True)
+                said = now
+            if in_a_row < 2:
+                await asyncio.sleep(interval)
+        return time.monotonic() - t0
