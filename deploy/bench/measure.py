@@ -68,32 +68,33 @@ async def _tps(bootstrap: str, group: str) -> list[TopicPartition]:
     return [tp for t in GROUP_INPUTS[group] for tp in await probe.tps(t)]
 
 
-async def group_position(bootstrap: str, group: str) -> tuple[int, int]:
-    """(records the group has committed, records on its inputs), summed over partitions."""
-    probe = await _probe(bootstrap)
-    tps = await _tps(bootstrap, group)
-    got = await probe.admin.list_consumer_group_offsets(group, partitions=tps)
-    ends = await probe.ends(tps)
-    committed = sum(max(0, om.offset) for tp, om in got.items() if om is not None)
-    return committed, sum(ends.values())
-
-
 async def alone_rate(bootstrap: str, group: str, limit: float, since: float, interval: float = 0.1) -> dict:
     """A group that has just started on a full input: records per second from its first
     commit to its last (its join and first fetch are left out); when it took everything in
     one commit, from `since` (its instance became active) instead."""
-    first: tuple[float, int] | None = None
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        committed, end = await group_position(bootstrap, group)
-        now = time.monotonic()
-        if committed and first is None:
-            first = (now, committed)
-        if end and committed >= end:
-            if first is None or committed == first[1]:
-                return {"records": end, "rate": round(end / max(now - since, 1e-3), 1)}
-            return {"records": end, "rate": round((committed - first[1]) / (now - first[0]), 1)}
-        await asyncio.sleep(interval)
+    barrier = Settled(bootstrap, (group,))
+    await barrier.start()
+    try:
+        first: tuple[float, int] | None = None
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                lag = (await barrier.lagging()).get(group, 0)
+            except TimeoutError:
+                await asyncio.sleep(interval)
+                continue
+            now = time.monotonic()
+            end = sum(barrier.ends.values())
+            committed = end - lag
+            if committed and first is None:
+                first = (now, committed)
+            if end and not lag:
+                if first is None or committed == first[1]:
+                    return {"records": end, "rate": round(end / max(now - since, 1e-3), 1)}
+                return {"records": end, "rate": round((committed - first[1]) / (now - first[0]), 1)}
+            await asyncio.sleep(interval)
+    finally:
+        await barrier.stop()
     raise TimeoutError(f"{group} did not consume its input within {limit:.0f}s")
 
 
