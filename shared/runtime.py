@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import signal
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,6 +159,7 @@ class Runner:
         self._must_recover = False
         self._stopping = False
         self._alerts: list[Alert] = []
+        self._figures_at = 0.0
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
@@ -544,7 +546,8 @@ class Runner:
                 if o.topic == topics.OPS_DEAD_LETTERS:
                     self.metrics.dead_letters.labels(code=json.loads(o.value)["error_code"]).inc()
             figures = getattr(self.service, "figures", None)
-            if figures is not None:
+            if figures is not None and time.monotonic() - self._figures_at >= 1.0:  # metrics only
+                self._figures_at = time.monotonic()
                 metrics.set_figures(figures())
         faults.point("after_commit")
 

@@ -14,6 +14,7 @@ from aiokafka import ConsumerRecord
 
 from services.matching import events as de
 from services.matching.exchange import Exchange
+from services.matching.week import Week
 from shared import topics
 from shared.events.inbound import ANY_INBOUND
 from shared.events.internal import Instruction, ScreenedEvent
@@ -22,6 +23,7 @@ from shared.ids import derived_id
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
 from shared.store import QuotaChange, Snapshot
+from shared.timeutil import iso_week
 
 PRODUCER = "oioo-matching"
 # Enforcement keeps biometrics to itself and strips them; the models still want the field.
@@ -37,6 +39,19 @@ class Matching(Service):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.exchange = Exchange(settings)
+
+    def figures(self) -> list[tuple[str, dict[str, str], float]]:
+        """This week's pairs and room, open blockers by reason, holds: for the metrics."""
+        repo = self.exchange.repo
+        if repo.ledger.now is None:
+            return []
+        name = iso_week(repo.ledger.now)
+        week = repo.weeks.get(name) or Week(week=name)
+        blockers = Counter(r for c in repo.cases.values() if c.status == "blocked" for r in c.last_reasons)
+        return [("oioo_week_pairs_formed", {"week": name}, week.live_pairs),
+                ("oioo_week_cap_remaining", {"week": name}, week.room(self.settings.default_cap)),
+                *(("oioo_open_blockers", {"reason": r}, n) for r, n in sorted(blockers.items())),
+                ("oioo_holds", {}, sum(1 for c in repo.cases.values() if c.on_hold))]
 
     def restore(self, snapshot: Snapshot) -> None:
         self.exchange.load(snapshot.records, getattr(snapshot, "quota", None))
