@@ -105,6 +105,9 @@ class Service(ABC):
 
     name: str
     input_topics: tuple[str, ...]
+    # inputs with a retention period: their oldest records expire by design, so a rebuild
+    # starts from the oldest one left instead of reporting the log incomplete
+    expiring_topics: tuple[str, ...] = ()
     output_topics: tuple[str, ...] = ()  # besides the dead letters and alerts every service may publish
 
     @abstractmethod
@@ -363,6 +366,8 @@ class Runner:
             reader.assign(list(gaps))
             first = await reader.beginning_offsets(list(gaps))
             last = await reader.end_offsets(list(gaps))
+            gaps = {tp: (max(start, first[tp]) if tp.topic in self.service.expiring_topics else start, end)
+                    for tp, (start, end) in gaps.items()}
             short = [tp for tp, (start, end) in gaps.items() if first[tp] > start or last[tp] < end]
             if short:
                 await self._incomplete(short, gaps, first, last)

@@ -16,7 +16,7 @@ from services.matching import events as de
 from services.matching.exchange import Exchange
 from services.matching.week import Week
 from shared import topics
-from shared.events.inbound import ANY_INBOUND
+from shared.events.inbound import ANY_IN_HOUSE
 from shared.events.internal import Instruction, ScreenedEvent
 from shared.events.outbound import Alert, Decision, WeeklyBalance
 from shared.ids import derived_id
@@ -28,7 +28,7 @@ from shared.timeutil import iso_week
 PRODUCER = "oioo-matching"
 # Enforcement keeps biometrics to itself and strips them; the models still want the field.
 NO_BIOMETRIC = "0" * 64
-BIOMETRIC_EVENTS = frozenset({"ArrivalRecorded", "ApplicationVetted", "IllegalWorkingEncounter"})
+BIOMETRIC_EVENTS = frozenset({"ApplicationVetted", "IllegalWorkingEncounter"})
 
 
 class Matching(Service):
@@ -62,7 +62,7 @@ class Matching(Service):
         document = dict(screened.event)
         if document.get("event_type") in BIOMETRIC_EVENTS:
             document.setdefault("biometric_id", NO_BIOMETRIC)
-        event = ANY_INBOUND.validate_python(document)
+        event = ANY_IN_HOUSE.validate_python(document)
         cause = str(event.event_id)
         if not ctx.first_time(cause, when=event.occurred_at):
             return
