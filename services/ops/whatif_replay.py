@@ -1,0 +1,188 @@
+"""Replaying matching's recorded input offline: a fresh `Matching` and a fresh `Transfer`, no
+broker, no Redis, nothing of the running system touched.
+
+Each input record is one batch, as the runtime could have cut it: a `BatchContext` over the
+event ids seen so far (the runtime's duplicate filter), the service's changes kept as Redis
+would keep them. A record whose handling raises is set aside as the runtime dead-letters it
+(`processing_error`): the service is restored from the records kept before it and goes on.
+Matching's instructions go through transfer in the order matching emitted them, as transfer
+reads its one-partition input topic.
+
+A `Scenario` is the rules and settings a run is under. The baseline is the settings in force
+(`Settings.from_env()`, the environment the services run with); an alternative changes some of
+them. A cap given for a week overrides every WeeklyCapSet in the log for that week (the
+operator's control still happens, with the other cap), and holds from the first record.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+from services.matching.app import Matching
+from services.ops.whatif_history import Logged
+from services.transfer.app import Transfer
+from shared import topics as T
+from shared.events.internal import ScreenedEvent
+from shared.runtime import BatchContext, Service
+from shared.settings import Settings
+from shared.store import Snapshot
+
+
+@dataclass(frozen=True)
+class Scenario:
+    settings: Settings
+    cap: int | None = None  # every week's cap
+    cap_weeks: dict[str, int] = field(default_factory=dict)  # a week's cap (wins over `cap`)
+
+    def cap_for(self, week: str) -> int | None:
+        return self.cap_weeks.get(week, self.cap)
+
+    @classmethod
+    def alternative(cls, base: Settings, *, cap: int | None = None, cap_weeks: dict[str, int] | None = None,
+                    priority: tuple[str, ...] | None = None, scheme_end: date | None = None,
+                    window_days: int | None = None) -> "Scenario":
+        changed: dict = {}
+        if cap is not None:
+            changed["default_cap"] = cap
+        if priority is not None:
+            changed["priority_nationalities"] = priority
+        if scheme_end is not None:
+            changed["scheme_end"] = scheme_end
+        if window_days is not None:
+            changed["request_window_days"] = window_days
+        return cls(replace(base, **changed), cap, dict(cap_weeks or {}))
+
+    def describe(self, base: Settings) -> list[str]:
+        """What differs from `base`, in words, for the output."""
+        s, said = self.settings, []
+        if self.cap is not None:
+            said.append(f"cap {self.cap} every week (was {base.default_cap} unless set; WeeklyCapSet overridden)")
+        for week, cap in sorted(self.cap_weeks.items()):
+            said.append(f"cap {cap} in {week}")
+        if s.priority_nationalities != base.priority_nationalities:
+            said.append(f"priority {','.join(s.priority_nationalities) or 'none'} "
+                        f"(was {','.join(base.priority_nationalities) or 'none'})")
+        if s.scheme_end != base.scheme_end:
+            said.append(f"scheme end {s.scheme_end} (was {base.scheme_end})")
+        if s.request_window_days != base.request_window_days:
+            said.append(f"request window {s.request_window_days} days (was {base.request_window_days})")
+        return said
+
+
+@dataclass(frozen=True)
+class Out:
+    """One event a service published: where, and which input record (by index) caused it."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    cause: int
+
+    @property
+    def doc(self) -> dict:
+        return json.loads(self.value)
+
+
+@dataclass
+class Run:
+    scenario: Scenario
+    outputs: list[Out] = field(default_factory=list)
+    set_aside: list[tuple[str, int]] = field(default_factory=list)  # (service, input index) that raised
+
+
+@dataclass(frozen=True)
+class _Rec:
+    """The part of a consumer record a service reads."""
+
+    value: bytes
+    topic: str
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+
+
+class _Kept:
+    """One service and what Redis would hold for it: records, seen ids, quota counters."""
+
+    def __init__(self, make: Callable[[], Service], after_restore: Callable[[Service], None] = lambda s: None):
+        self.make, self.after_restore = make, after_restore
+        self.service = make()
+        after_restore(self.service)
+        self.records: dict[str, str] = {}
+        self.seen: set[str] = set()
+        self.quota: dict[str, dict[str, int]] = {}
+
+    def handle(self, rec: _Rec) -> list | None:
+        ctx = BatchContext(self.seen)
+        try:
+            self.service.handle(rec, ctx)
+        except Exception:  # noqa: BLE001 - the runtime dead-letters any exception, and so do we
+            self.restore()
+            return None
+        changes = ctx.changes
+        self.records.update(changes.upserts)
+        for key in changes.deletes:
+            self.records.pop(key, None)
+        self.seen.update(changes.seen)
+        for q in changes.quota.values():
+            counters = self.quota.setdefault(q.week, {"live": 0})
+            counters["live"] += q.delta_live
+            counters["cap"] = q.cap
+        return ctx.out
+
+    def restore(self) -> None:
+        self.service = self.make()
+        self.service.restore(Snapshot(version=1, records={k: json.loads(v) for k, v in self.records.items()},
+                                      seen=set(self.seen), offsets={},
+                                      quota={w: dict(c) for w, c in self.quota.items()}))
+        self.after_restore(self.service)
+
+
+def _preset_caps(scenario: Scenario) -> Callable[[Service], None]:
+    def preset(service: Service) -> None:
+        repo = service.exchange.repo  # type: ignore[attr-defined]
+        for week, cap in scenario.cap_weeks.items():
+            if repo.week(week).cap != cap:
+                repo.week(week).cap = cap
+                repo.touch(f"week:{week}")
+    return preset
+
+
+def _override_cap(value: bytes, scenario: Scenario) -> bytes:
+    """The same WeeklyCapSet (same id, same time) with the scenario's cap for its week."""
+    if not (scenario.cap is not None or scenario.cap_weeks) or b'"WeeklyCapSet"' not in value:
+        return value
+    screened = ScreenedEvent.model_validate_json(value)
+    event = dict(screened.event)
+    cap = scenario.cap_for(str(event.get("week")))
+    if event.get("event_type") != "WeeklyCapSet" or cap is None:
+        return value
+    event["cap"] = cap
+    return screened.model_copy(update={"event": event}).model_dump_json().encode()
+
+
+def replay(inputs: list[Logged], scenario: Scenario, progress: Callable[[int], None] | None = None) -> Run:
+    """Matching's recorded input through a fresh Matching, its instructions through a fresh
+    Transfer, under `scenario`. `progress(n)` is told after each record."""
+    run = Run(scenario)
+    matching = _Kept(lambda: Matching(scenario.settings), _preset_caps(scenario))
+    transfer = _Kept(Transfer)
+    for i, logged in enumerate(inputs):
+        rec = _Rec(_override_cap(logged.value, scenario), logged.topic, logged.partition, logged.offset)
+        outs = matching.handle(rec)
+        if outs is None:
+            run.set_aside.append(("matching", i))
+        else:
+            for o in outs:
+                run.outputs.append(Out(o.topic, o.key, o.value, i))
+                if o.topic == T.MATCHING_INSTRUCTIONS:
+                    sent = transfer.handle(_Rec(o.value, o.topic))
+                    if sent is None:
+                        run.set_aside.append(("transfer", i))
+                    for s in sent or ():
+                        run.outputs.append(Out(s.topic, s.key, s.value, i))
+        if progress is not None:
+            progress(1)
+    return run
