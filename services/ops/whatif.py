@@ -97,6 +97,21 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:7.0f} records/s" if speed else "      ? records/s", style="progress.data.speed")
 
 
+CHANGES = ("not selected", "later", "earlier", "newly selected", "decisions differ")
+
+
+def people(subjects) -> str:
+    """"246 not selected (132 arrivals, 114 applications), 133 later (...), ..."."""
+    counts = tally(subjects)
+    said = []
+    for change in CHANGES:
+        a, p = counts[("arrival", change)], counts[("application", change)]
+        if a or p:
+            name = "other Decisions differ" if change == "decisions differ" else change
+            said.append(f"{a + p} {name} ({a} arrival(s), {p} application(s))")
+    return f"{len(subjects)} person(s): " + ", ".join(said)
+
+
 def run(history: History, o: Options, base_settings: Settings, console: Console) -> int:
     """0: the baseline reproduced what was published (the differences are shown); 1: it did not."""
     alternative = scenario(base_settings, o)
@@ -135,14 +150,14 @@ def run(history: History, o: Options, base_settings: Settings, console: Console)
                   f"baseline {b}, alternative {a}. A request only the alternative makes has no recorded answer: "
                   "France's silence lapses it at day 28.", highlight=False)
     if diff.subjects:
-        console.print(show.subjects_table(diff.subjects, o.limit))
-        counts = ", ".join(f"{k} {kind}(s) {change}" for (kind, change), k in sorted(tally(diff.subjects).items()))
-        console.print(counts, highlight=False)
+        if o.limit > 0:
+            console.print(show.subjects_table(diff.subjects, o.limit))
+        console.print(people(diff.subjects), highlight=False)
     weeks = sum(1 for w in diff.weeks if w.differs)
     console.print(f"[bold]{diff.count} difference(s)[/]: {len(diff.subjects)} person(s), {weeks} week(s)",
                   highlight=False)
     if o.out_dir is not None:
-        title = "What if: " + ("; ".join(said) if said else "the settings in force") + " (dashed: alternative)"
+        title = "What if: " + ("; ".join(said) if said else "the settings in force") + "\n(hatched and dashed: the alternative)"
         written = show.write_all(o.out_dir, diff, title)
         console.print(f"written: {written.subjects_csv}, {written.weeks_csv} and {written.png}", highlight=False)
     console.print(f"replayed twice in {time.monotonic() - t0:.1f}s", highlight=False)

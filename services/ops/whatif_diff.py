@@ -100,28 +100,25 @@ def _docs(run: Run, topic: str) -> list[dict]:
 
 
 def weekly(run: Run) -> dict[str, dict]:
-    """Each week's latest figures in a run, with the cumulative balance (executed - offered)."""
-    out = {}
-    for week, b in latest_balances(_docs(run, T.OPS_BALANCE)).items():
-        row = {name: int(b.get(name) or 0) for name in FIGURES}
-        row["cumulative_balance"] = int(b.get("cumulative_returns_executed") or 0) - int(
-            b.get("cumulative_admissions_offered") or 0)
-        out[week] = row
-    return out
+    """Each week's latest figures in a run."""
+    return {week: {name: int(b.get(name) or 0) for name in FIGURES}
+            for week, b in latest_balances(_docs(run, T.OPS_BALANCE)).items()}
 
 
 def side_by_side(base: Run, alt: Run, first: str | None, last: str | None) -> list[WeekRow]:
+    """The weeks either run counted in, with the cumulative balance at each week's end (returns
+    executed minus admissions offered, summed over the weeks so far: a week's latest
+    WeeklyBalance may come weeks later, when a late fact is counted in it, and carry the
+    scheme's totals of that later time)."""
     b, a = weekly(base), weekly(alt)
-    rows, carry_b, carry_a = [], 0, 0
+    zero = {name: 0 for name in FIGURES}
+    rows, sum_b, sum_a = [], 0, 0
     for week in sorted(set(b) | set(a)):
-        # a week one run never counted in: nothing happened in it, the balance stands
-        carry_b = b.get(week, {}).get("cumulative_balance", carry_b)
-        carry_a = a.get(week, {}).get("cumulative_balance", carry_a)
-        if not in_range(week, first, last):
-            continue
-        zero = {name: 0 for name in FIGURES}
-        rows.append(WeekRow(week, {**zero, **b.get(week, {}), "cumulative_balance": carry_b},
-                            {**zero, **a.get(week, {}), "cumulative_balance": carry_a}))
+        rb, ra = {**zero, **b.get(week, {})}, {**zero, **a.get(week, {})}
+        sum_b += rb["returns_executed"] - rb["admissions_offered"]
+        sum_a += ra["returns_executed"] - ra["admissions_offered"]
+        if in_range(week, first, last):
+            rows.append(WeekRow(week, {**rb, "cumulative_balance": sum_b}, {**ra, "cumulative_balance": sum_a}))
     return rows
 
 

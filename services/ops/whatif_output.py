@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,12 @@ def weeks_table(rows: list[WeekRow]) -> Table:
     return t
 
 
+UUID_TAIL = re.compile(r"([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _step(s: Step | None) -> str:
-    return "—" if s is None else s.said()
+    # request ids cut to their first 8 digits on the terminal (the CSV has them whole)
+    return "— (no further Decision)" if s is None else UUID_TAIL.sub(r"\1…", s.said())
 
 
 def subjects_table(subjects: list[Subject], limit: int) -> Table:
@@ -110,7 +115,7 @@ def write_png(path: Path, rows: list[WeekRow], title: str) -> None:
     for name, run, shift, colour, hatch in bars:
         values = [(r.base if run == "baseline" else r.alt)[name] for r in rows]
         top.bar([i + shift * w for i in x], values, w, color=colour, alpha=1.0 if hatch is None else 0.45,
-                hatch=hatch, edgecolor=colour, label=f"{SHORT[name].replace('pairs', 'pairs formed')} ({run})")
+                hatch=hatch, edgecolor=colour, label=f"{name.replace('_', ' ')} ({run})")
     for run, style in (("baseline", "-"), ("alternative", "--")):
         top.plot(x, [(r.base if run == "baseline" else r.alt)["returns_executed"] for r in rows], style,
                  marker="o", color="#505a5f", label=f"returns executed ({run})")
