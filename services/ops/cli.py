@@ -277,10 +277,30 @@ def report(ctx: typer.Context, first: str = typer.Option(..., "--from", help="fi
 
 # --------------------------------------------------------------------------- what-if
 
+def _read_history(bootstrap: str):
+    """The history now, and a word if matching or transfer has not caught up with its input:
+    what they have still to decide is in the input but not yet published."""
+    async def gather():
+        history = await read_history(bootstrap)
+        groups = {g: t for g, t in health.GROUP_INPUTS.items() if g in ("oioo-matching", "oioo-transfer")}
+        try:
+            lag = await health.consumer_lag(bootstrap, groups)
+        except (KafkaError, TimeoutError, OSError):
+            lag = []
+        return history, lag
+
+    history, lag = asyncio.run(gather())
+    for g in lag:
+        if g.lag:
+            err.print(f"{g.group} has {g.lag} record(s) of its input not yet committed: it may still be deciding "
+                      "them, and the baseline check would find their effects extra; try again once it is idle")
+    return history
+
+
 @app.command("export-history")
 def export_history(ctx: typer.Context, out_file: Path = typer.Option(..., "--out", help="JSON-lines file to write")):
     """Matching's recorded input and what was published (audit, liaison.uk), for `whatif --input`."""
-    history = asyncio.run(read_history(_env(ctx)["KAFKA_BOOTSTRAP_SERVERS"]))
+    history = _read_history(_env(ctx)["KAFKA_BOOTSTRAP_SERVERS"])
     n = write_history(out_file, history)
     out.print(f"{n} record(s) written to {out_file}: {len(history.inputs)} input, {len(history.published)} "
               "published (the file holds personal data as the topics do: it is readable by its owner only)",
@@ -298,7 +318,7 @@ def _history(ctx: typer.Context, input_file: Path | None):
     if ctx.obj.get("env") is None and DEMO_HISTORY.exists():
         err.print(f"no running stack: replaying the demo's history, {DEMO_HISTORY} (written by `make demo`)")
         return load_history(DEMO_HISTORY)
-    return asyncio.run(read_history(_env(ctx)["KAFKA_BOOTSTRAP_SERVERS"]))
+    return _read_history(_env(ctx)["KAFKA_BOOTSTRAP_SERVERS"])
 
 
 @app.command()

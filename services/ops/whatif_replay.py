@@ -2,8 +2,9 @@
 broker, no Redis, nothing of the running system touched.
 
 Each input record is one batch, as the runtime could have cut it: a `BatchContext` over the
-event ids seen so far (the runtime's duplicate filter), the service's changes kept as Redis
-would keep them. A record whose handling raises is set aside as the runtime dead-letters it
+event ids seen so far (the runtime's duplicate filter, with its horizon of event time), the
+service's changes kept as Redis would keep them. (Only a duplicate sent again about the
+horizon's length later could be judged differently than under the runtime's own batch cuts.) A record whose handling raises is set aside as the runtime dead-letters it
 (`processing_error`): the service is restored from the records kept before it and goes on.
 Matching's instructions go through transfer in the order matching emitted them, as transfer
 reads its one-partition input topic.
@@ -104,18 +105,23 @@ class _Rec:
 
 
 class _Kept:
-    """One service and what Redis would hold for it: records, seen ids, quota counters."""
+    """One service and what Redis would hold for it: records, the duplicate filter (event id ->
+    the event time it was seen at, forgotten below the horizon as the runtime forgets it),
+    quota counters."""
 
-    def __init__(self, make: Callable[[], Service], after_restore: Callable[[Service], None] = lambda s: None):
+    def __init__(self, make: Callable[[], Service], horizon_days: int,
+                 after_restore: Callable[[Service], None] = lambda s: None):
         self.make, self.after_restore = make, after_restore
+        self.horizon = horizon_days * 86400
         self.service = make()
         after_restore(self.service)
         self.records: dict[str, str] = {}
-        self.seen: set[str] = set()
+        self.seen: dict[str, float] = {}
+        self.high = 0.0
         self.quota: dict[str, dict[str, int]] = {}
 
     def handle(self, rec: _Rec) -> list | None:
-        ctx = BatchContext(self.seen)
+        ctx = BatchContext(self.seen, high=self.high)
         try:
             self.service.handle(rec, ctx)
         except Exception:  # noqa: BLE001 - the runtime dead-letters any exception, and so do we
@@ -125,7 +131,11 @@ class _Kept:
         self.records.update(changes.upserts)
         for key in changes.deletes:
             self.records.pop(key, None)
-        self.seen.update(changes.seen)
+        for event_id in changes.seen:
+            self.seen[event_id] = ctx.high
+        if ctx.high - self.high > 86400 and ctx.high:  # as shared.runtime prunes its filter
+            self.seen = {k: v for k, v in self.seen.items() if v >= ctx.high - self.horizon}
+        self.high = max(self.high, ctx.high)
         for q in changes.quota.values():
             counters = self.quota.setdefault(q.week, {"live": 0})
             counters["live"] += q.delta_live
@@ -135,7 +145,7 @@ class _Kept:
     def restore(self) -> None:
         self.service = self.make()
         self.service.restore(Snapshot(version=1, records={k: json.loads(v) for k, v in self.records.items()},
-                                      seen=set(self.seen), offsets={},
+                                      seen=dict(self.seen), offsets={},
                                       quota={w: dict(c) for w, c in self.quota.items()}))
         self.after_restore(self.service)
 
@@ -167,8 +177,9 @@ def replay(inputs: list[Logged], scenario: Scenario, progress: Callable[[int], N
     """Matching's recorded input through a fresh Matching, its instructions through a fresh
     Transfer, under `scenario`. `progress(n)` is told after each record."""
     run = Run(scenario)
-    matching = _Kept(lambda: Matching(scenario.settings), _preset_caps(scenario))
-    transfer = _Kept(Transfer)
+    horizon = scenario.settings.dedupe_horizon_days
+    matching = _Kept(lambda: Matching(scenario.settings), horizon, _preset_caps(scenario))
+    transfer = _Kept(Transfer, horizon)
     for i, logged in enumerate(inputs):
         rec = _Rec(_override_cap(logged.value, scenario), logged.topic, logged.partition, logged.offset)
         outs = matching.handle(rec)

@@ -153,6 +153,21 @@ def test_an_unreadable_input_record_is_set_aside_and_the_rest_replays_as_recorde
     assert check(published(history), replayed(base)).passed
 
 
+def test_an_event_delivered_twice_is_filtered_as_the_runtime_filters_it():
+    r = Recorder()
+    first = arrival("A0", T0)
+    r.at(first)
+    r.at(dict(first))  # at-least-once: the same event again
+    r.at(eoi("P0", T0 + HOUR))
+    r.at(vetted("P0", T0 + HOUR))
+    r.ticks(T0, 5)
+    history = r.run()
+    base = replay(history.inputs, Scenario(Settings()))
+    assert check(published(history), replayed(base)).passed
+    assert sum(1 for o in base.outputs if o.topic == T.OPS_AUDIT and o.doc["subject_ref"] == "A0"
+               and o.doc["decision"] == "eligible") == 1
+
+
 def test_weeks_outside_from_to_are_not_compared():
     history = five_pairs_in_one_week()
     base, alt, _ = runs(history, cap=3)
