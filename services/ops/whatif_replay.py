@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import cached_property
 
 from services.matching.app import Matching
 from services.ops.whatif_history import Logged
@@ -81,7 +82,7 @@ class Out:
     value: bytes
     cause: int
 
-    @property
+    @cached_property  # read by the diff several times
     def doc(self) -> dict:
         return json.loads(self.value)
 

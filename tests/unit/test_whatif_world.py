@@ -31,6 +31,7 @@ class Recorder:
         self.history = History()
         self.queue: list[tuple[datetime, int, dict]] = []
         self.n = 0
+        self.offsets: dict[str, int] = {}
 
     def at(self, doc: dict) -> None:
         """Schedule an event of the world at its own time."""
@@ -68,7 +69,8 @@ class Recorder:
     def publish(self, topic: str, key: str | None, value: bytes) -> None:
         if topic not in KEPT:
             return
-        n = sum(1 for r in self.history.published if r.topic == topic)
+        n = self.offsets.get(topic, 0)
+        self.offsets[topic] = n + 1
         self.history.add(Logged(topic, 0, n, key, value))
         doc = json.loads(value)
         when = datetime.fromisoformat(doc["occurred_at"].replace("Z", "+00:00"))
