@@ -139,9 +139,10 @@ def run(history: History, o: Options, base_settings: Settings, console: Console)
     diff = compare(base, alt, facts, o.first, o.last)
     said = alternative.describe(base_settings)
     console.print("alternative: " + ("; ".join(said) if said else "none (the settings in force)"), highlight=False)
-    for what, runs in (("matching", base), ("matching (alternative)", alt)):
-        if runs.set_aside:
-            console.print(f"{what}: {len(runs.set_aside)} record(s) raised and were set aside, as the runtime "
+    for name, done in (("baseline", base), ("alternative", alt)):
+        for service in sorted({s for s, _ in done.set_aside}):
+            k = sum(1 for s, _ in done.set_aside if s == service)
+            console.print(f"{name}: {k} record(s) raised in {service} and were set aside, as the runtime "
                           "dead-letters them", highlight=False)
     console.print(show.weeks_table(diff.weeks))
     b, a = diff.ignored_movements
@@ -154,10 +155,11 @@ def run(history: History, o: Options, base_settings: Settings, console: Console)
             console.print(show.subjects_table(diff.subjects, o.limit))
         console.print(people(diff.subjects), highlight=False)
     weeks = sum(1 for w in diff.weeks if w.differs)
-    console.print(f"[bold]{diff.count} difference(s)[/]: {len(diff.subjects)} person(s), {weeks} week(s)",
-                  highlight=False)
+    console.print(f"[bold]{diff.count} difference{'' if diff.count == 1 else 's'}[/]: {len(diff.subjects)} "
+                  f"person(s), {weeks} week(s)", highlight=False)
     if o.out_dir is not None:
-        title = "What if: " + ("; ".join(said) if said else "the settings in force") + "\n(hatched and dashed: the alternative)"
+        title = ("What if: " + ("; ".join(said) if said else "the settings in force")
+                 + "\n(hatched and dashed: the alternative)")
         written = show.write_all(o.out_dir, diff, title)
         console.print(f"written: {written.subjects_csv}, {written.weeks_csv} and {written.png}", highlight=False)
     console.print(f"replayed twice in {time.monotonic() - t0:.1f}s", highlight=False)

@@ -41,7 +41,7 @@ async def test_whatif_reproduces_the_house_and_a_lower_cap_names_who_loses_their
 
     same = await oioo(tmp_path / "no-stack.env", "whatif", "--input", str(history))
     assert same.code == 0, same
-    assert "baseline check passed" in same.out and "0 difference(s)" in same.out
+    assert "baseline check passed" in same.out and "0 differences" in same.out
 
     # read live from the house this time; the services are not touched
     lower = await oioo(stack_env, "whatif", "--cap", "2", "--out", str(tmp_path / "out"))
