@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import signal
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,9 @@ class Service(ABC):
 
     name: str
     input_topics: tuple[str, ...]
+    # inputs with a retention period: their oldest records expire by design, so a rebuild
+    # starts from the oldest one left instead of reporting the log incomplete
+    expiring_topics: tuple[str, ...] = ()
     output_topics: tuple[str, ...] = ()  # besides the dead letters and alerts every service may publish
 
     @abstractmethod
@@ -158,6 +162,7 @@ class Runner:
         self._must_recover = False
         self._stopping = False
         self._alerts: list[Alert] = []
+        self._figures_at = 0.0
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
@@ -361,6 +366,8 @@ class Runner:
             reader.assign(list(gaps))
             first = await reader.beginning_offsets(list(gaps))
             last = await reader.end_offsets(list(gaps))
+            gaps = {tp: (max(start, first[tp]) if tp.topic in self.service.expiring_topics else start, end)
+                    for tp, (start, end) in gaps.items()}
             short = [tp for tp, (start, end) in gaps.items() if first[tp] > start or last[tp] < end]
             if short:
                 await self._incomplete(short, gaps, first, last)
@@ -544,7 +551,8 @@ class Runner:
                 if o.topic == topics.OPS_DEAD_LETTERS:
                     self.metrics.dead_letters.labels(code=json.loads(o.value)["error_code"]).inc()
             figures = getattr(self.service, "figures", None)
-            if figures is not None:
+            if figures is not None and time.monotonic() - self._figures_at >= 1.0:  # metrics only
+                self._figures_at = time.monotonic()
                 metrics.set_figures(figures())
         faults.point("after_commit")
 

@@ -5,10 +5,19 @@ import os
 from dataclasses import dataclass, field
 from datetime import date
 
+from shared.topics import PERSONAL_DATA_RETENTION_DAYS
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
+
+
+def _retention(text: str) -> int:
+    days = int(text)
+    if days <= 14:
+        raise SystemExit(f"PERSONAL_DATA_RETENTION_DAYS={days}: must be more than 14, the request window")
+    return days
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,8 @@ class Settings:
     # and the state keep effects idempotent. Longer than the longest clock (the 90-day hold).
     dedupe_horizon_days: int = 120
     replay_chunk: int = 2000
+    # names and dates of birth are kept this long after landing (transfer's particulars)
+    personal_data_retention_days: int = PERSONAL_DATA_RETENTION_DAYS
     # scheme rules
     rule_version: str = "oioo-rules-1.0"
     default_cap: int = 50
@@ -77,6 +88,8 @@ class Settings:
             stop_grace_s=float(_env("STOP_GRACE_S", str(d.stop_grace_s))),
             dedupe_horizon_days=int(_env("DEDUPE_HORIZON_DAYS", str(d.dedupe_horizon_days))),
             replay_chunk=int(_env("REPLAY_CHUNK", str(d.replay_chunk))),
+            personal_data_retention_days=_retention(_env("PERSONAL_DATA_RETENTION_DAYS",
+                                                         str(d.personal_data_retention_days))),
             session_timeout_ms=int(_env("KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
             rule_version=_env("RULE_VERSION", d.rule_version),
             default_cap=int(_env("DEFAULT_WEEKLY_CAP", str(d.default_cap))),

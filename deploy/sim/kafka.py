@@ -18,16 +18,11 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.ops.health import GROUP_INPUTS
 from shared import topics
 from shared.signing import Keyring, signed_headers
 
-GROUP_INPUTS: dict[str, tuple[str, ...]] = {
-    "oioo-intake": topics.INBOUND_TOPICS,
-    "oioo-enforcement": (topics.INTAKE_ACCEPTED, topics.MATCHING_INSTRUCTIONS),
-    "oioo-matching": (topics.ENFORCEMENT_SCREENED,),
-    "oioo-transfer": (topics.MATCHING_INSTRUCTIONS,),
-}
-DEFAULT_GROUPS = ("oioo-intake", "oioo-enforcement", "oioo-matching", "oioo-transfer")
+DEFAULT_GROUPS = tuple(GROUP_INPUTS)
 
 OUTBOUND_TOPICS: tuple[str, ...] = (
     topics.LIAISON_UK_RETURN_REQUESTS, topics.LIAISON_UK_ADMISSION_NOTICES, topics.ENFORCEMENT_BANS,

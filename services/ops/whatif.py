@@ -20,7 +20,7 @@ from services.ops import whatif_output as show
 from services.ops.whatif_check import check
 from services.ops.whatif_diff import Facts, compare, tally
 from services.ops.whatif_history import History
-from services.ops.whatif_replay import Scenario, replay
+from services.ops.whatif_replay import PERSONAL_FIELDS, Scenario, replay
 from shared.settings import Settings
 
 WEEK = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
@@ -122,12 +122,12 @@ def run(history: History, o: Options, base_settings: Settings, console: Console)
                         RateColumn(), TimeElapsedColumn(), console=console)
     with progress:
         task = progress.add_task("baseline   ", total=n)
-        base = replay(history.inputs, baseline, lambda k: progress.advance(task, k))
+        base = replay(history.inputs, baseline, lambda k: progress.advance(task, k), history.particulars)
         result = check(((r.topic, r.value) for r in history.published), ((x.topic, x.value) for x in base.outputs),
-                       o.first, o.last)
+                       o.first, o.last, base.without_particulars, PERSONAL_FIELDS)
         if result.passed:
             task = progress.add_task("alternative", total=n)
-            alt = replay(history.inputs, alternative, lambda k: progress.advance(task, k))
+            alt = replay(history.inputs, alternative, lambda k: progress.advance(task, k), history.particulars)
     span = f"weeks {o.first or 'first'} to {o.last or 'last'}"
     console.print(f"{n} input record(s) of internal.enforcement.screened.v1 replayed; {span}", highlight=False)
     show.show_check(console, result)

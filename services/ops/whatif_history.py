@@ -1,8 +1,9 @@
 """The recorded history a what-if replays: matching's input and what the system published.
 
 Matching's input is `internal.enforcement.screened.v1` (one partition, so one ordered log);
-what was published is read from ops.audit.v1 and the two liaison.uk topics, for the baseline
-check. From the running system (no consumer group) or from a JSON-lines file written by
+transfer's other input, the arrivals' particulars from intake (`internal.intake.particulars.v1`,
+kept 30 days), is what its requests to France are written from; what was published is read
+from ops.audit.v1 and the two liaison.uk topics, for the baseline check. From the running system (no consumer group) or from a JSON-lines file written by
 `oioo export-history`: one record a line, `{"topic", "partition", "offset", "key", "value"}`,
 the value as the text the broker holds, so the check compares what was really published.
 
@@ -20,8 +21,9 @@ from services.ops.topics_reader import read_all
 from shared import topics as T
 
 INPUT_TOPIC = T.ENFORCEMENT_SCREENED
+PARTICULARS_TOPIC = T.INTAKE_PARTICULARS
 PUBLISHED_TOPICS = (T.OPS_AUDIT, T.LIAISON_UK_RETURN_REQUESTS, T.LIAISON_UK_ADMISSION_NOTICES)
-HISTORY_TOPICS = (INPUT_TOPIC, *PUBLISHED_TOPICS)
+HISTORY_TOPICS = (INPUT_TOPIC, PARTICULARS_TOPIC, *PUBLISHED_TOPICS)
 # `make demo` leaves its history here (its stack is gone once it ends)
 DEMO_HISTORY = Path(__file__).resolve().parents[2] / ".run" / "demo-history.jsonl"
 
@@ -47,16 +49,20 @@ class Logged:
 @dataclass
 class History:
     inputs: list[Logged] = field(default_factory=list)  # screened, in log order
+    particulars: list[Logged] = field(default_factory=list)  # intake -> transfer, in log order
     published: list[Logged] = field(default_factory=list)
 
     def add(self, rec: Logged) -> None:
         if rec.topic == INPUT_TOPIC:
             self.inputs.append(rec)
+        elif rec.topic == PARTICULARS_TOPIC:
+            self.particulars.append(rec)
         elif rec.topic in PUBLISHED_TOPICS:
             self.published.append(rec)
 
     def ordered(self) -> "History":
         self.inputs.sort(key=lambda r: (r.partition, r.offset))
+        self.particulars.sort(key=lambda r: (r.partition, r.offset))
         self.published.sort(key=lambda r: (r.topic, r.partition, r.offset))
         return self
 
@@ -74,9 +80,9 @@ def write_history(path: Path, history: History) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for rec in (*history.inputs, *history.published):
+        for rec in (*history.inputs, *history.particulars, *history.published):
             f.write(rec.line() + "\n")
-    return len(history.inputs) + len(history.published)
+    return len(history.inputs) + len(history.particulars) + len(history.published)
 
 
 def load_history(path: Path) -> History:

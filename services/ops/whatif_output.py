@@ -18,6 +18,10 @@ SHORT = {"pairs_formed": "pairs", "returns_requested": "requested", "returns_exe
 
 
 def show_check(console: Console, result: Check, limit: int = 20) -> None:
+    if result.without_particulars:
+        console.print(f"{result.without_particulars} ReturnRequested compared without the particulars (names, date "
+                      "of birth, nationality, landing): they are no longer in the history (intake's particulars "
+                      "are kept 30 days)", highlight=False)
     if result.passed:
         console.print(f"[bold green]baseline check passed[/]: {result.compared} published Decision, "
                       "ReturnRequested, ReturnRequestWithdrawn and AdmissionOffered event(s) reproduced "

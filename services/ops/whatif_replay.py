@@ -7,7 +7,13 @@ service's changes kept as Redis would keep them. (Only a duplicate sent again ab
 horizon's length later could be judged differently than under the runtime's own batch cuts.) A record whose handling raises is set aside as the runtime dead-letters it
 (`processing_error`): the service is restored from the records kept before it and goes on.
 Matching's instructions go through transfer in the order matching emitted them, as transfer
-reads its one-partition input topic.
+reads its one-partition input topic; the arrivals' particulars from intake (transfer's other
+input) go in beside them by event time: those of arrivals up to an instruction's time before
+it. A request whose particulars are not there yet waits for them, as it does in transfer, and
+goes when they come; the ids and contents are the same in either order. Particulars are kept
+30 days (personal data): a request about an arrival whose particulars are no longer in the
+history is written from a stand-in (PARTICULARS_GONE in every personal field), so that
+transfer still acts as it did; the baseline check compares such requests without those fields.
 
 A `Scenario` is the rules and settings a run is under. The baseline is the settings in force
 (`Settings.from_env()`, the environment the services run with); an alternative changes some of
@@ -19,14 +25,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from functools import cached_property
 
 from services.matching.app import Matching
 from services.ops.whatif_history import Logged
 from services.transfer.app import Transfer
 from shared import topics as T
-from shared.events.internal import ScreenedEvent
+from shared.events.internal import ArrivalParticulars, Particulars, ScreenedEvent
 from shared.runtime import BatchContext, Service
 from shared.settings import Settings
 from shared.store import Snapshot
@@ -92,6 +98,18 @@ class Run:
     scenario: Scenario
     outputs: list[Out] = field(default_factory=list)
     set_aside: list[tuple[str, int]] = field(default_factory=list)  # (service, input index) that raised
+    without_particulars: set[str] = field(default_factory=set)  # ReturnRequested ids written from a stand-in
+
+
+PARTICULARS_GONE = "(not in the history)"
+PERSONAL_FIELDS = tuple(Particulars.model_fields)
+
+
+def stand_in(arrival_id: str, when: str) -> bytes:
+    """Particulars for an arrival whose own are gone (retention): nothing of the person."""
+    return ArrivalParticulars(arrival_id=arrival_id, occurred_at=when, family_name=PARTICULARS_GONE,
+                              given_names=PARTICULARS_GONE, date_of_birth=None, nationality="XXX", landed_at=when,
+                              landing_point=PARTICULARS_GONE, vessel_ref=PARTICULARS_GONE).model_dump_json().encode()
 
 
 @dataclass(frozen=True)
@@ -174,13 +192,47 @@ def _override_cap(value: bytes, scenario: Scenario) -> bytes:
     return screened.model_copy(update={"event": event}).model_dump_json().encode()
 
 
-def replay(inputs: list[Logged], scenario: Scenario, progress: Callable[[int], None] | None = None) -> Run:
-    """Matching's recorded input through a fresh Matching, its instructions through a fresh
-    Transfer, under `scenario`. `progress(n)` is told after each record."""
+def _field(value: bytes, name: str):
+    try:
+        return json.loads(value).get(name)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _time(value: bytes) -> datetime | None:
+    try:
+        return datetime.fromisoformat(json.loads(value)["occurred_at"])
+    except (ValueError, KeyError, TypeError):
+        return None  # transfer itself will refuse it (set aside)
+
+
+def replay(inputs: list[Logged], scenario: Scenario, progress: Callable[[int], None] | None = None,
+           particulars: list[Logged] = ()) -> Run:
+    """Matching's recorded input through a fresh Matching, its instructions (and the arrivals'
+    `particulars`) through a fresh Transfer, under `scenario`. `progress(n)` is told after each
+    record of `inputs`."""
     run = Run(scenario)
-    horizon = scenario.settings.dedupe_horizon_days
-    matching = _Kept(lambda: Matching(scenario.settings), horizon, _preset_caps(scenario))
-    transfer = _Kept(Transfer, horizon)
+    settings = scenario.settings
+    matching = _Kept(lambda: Matching(settings), settings.dedupe_horizon_days, _preset_caps(scenario))
+    transfer = _Kept(lambda: Transfer(settings.personal_data_retention_days), settings.dedupe_horizon_days)
+    waiting = [(_time(p.value), p) for p in particulars]
+    fed = 0
+    known = {_field(p.value, "arrival_id") for p in particulars}
+
+    def to_transfer(rec: _Rec, cause: int) -> None:
+        sent = transfer.handle(rec)
+        if sent is None:
+            run.set_aside.append(("transfer", cause))
+        for s in sent or ():
+            run.outputs.append(Out(s.topic, s.key, s.value, cause))
+
+    def particulars_until(when: datetime | None, cause: int) -> None:
+        nonlocal fed
+        while fed < len(waiting) and (when is None or waiting[fed][0] is None or waiting[fed][0] <= when):
+            p = waiting[fed][1]
+            to_transfer(_Rec(p.value, p.topic, p.partition, p.offset), cause)
+            fed += 1
+
     for i, logged in enumerate(inputs):
         rec = _Rec(_override_cap(logged.value, scenario), logged.topic, logged.partition, logged.offset)
         outs = matching.handle(rec)
@@ -190,11 +242,15 @@ def replay(inputs: list[Logged], scenario: Scenario, progress: Callable[[int], N
             for o in outs:
                 run.outputs.append(Out(o.topic, o.key, o.value, i))
                 if o.topic == T.MATCHING_INSTRUCTIONS:
-                    sent = transfer.handle(_Rec(o.value, o.topic))
-                    if sent is None:
-                        run.set_aside.append(("transfer", i))
-                    for s in sent or ():
-                        run.outputs.append(Out(s.topic, s.key, s.value, i))
+                    particulars_until(_time(o.value), i)
+                    arrival_id = _field(o.value, "arrival_id")
+                    if _field(o.value, "kind") == "RequestReturn" and arrival_id not in known:
+                        known.add(arrival_id)
+                        run.without_particulars.add(str(_field(o.value, "instruction_id")))
+                        to_transfer(_Rec(stand_in(str(arrival_id), str(_field(o.value, "occurred_at"))),
+                                         T.INTAKE_PARTICULARS), i)
+                    to_transfer(_Rec(o.value, o.topic), i)
         if progress is not None:
             progress(1)
+    particulars_until(None, len(inputs))
     return run

@@ -191,6 +191,32 @@ TOPIC_ADAPTERS: dict[str, TypeAdapter] = {
 # Any inbound event, whatever topic it came from (used on the internal topics).
 ANY_INBOUND: TypeAdapter = TypeAdapter(Annotated[InboundEvent, Field(discriminator="event_type")])
 
+
+class ArrivalInHouse(Inbound):
+    """ArrivalRecorded as it travels inside the house (intake -> enforcement -> matching): the
+    names and date of birth go to transfer alone (internal.intake.particulars.v1), and the
+    biometric stays with enforcement, so matching decides without either."""
+
+    event_type: Literal["ArrivalRecorded"]
+    arrival_id: Ref
+    biometric_id: BiometricId | None = None
+    nationality: CountryCode
+    claimed_minor: bool
+    landed_at: EventTime
+    landing_point: str
+    vessel_ref: str
+    departed_from: CountryCode
+    rescued_at_sea: bool
+    asylum_claimed: bool
+
+
+HouseEvent = Union[
+    ArrivalInHouse, CaseworkEvent, ApplicationEvent, ReturnRequestAnswered, MovementEvent,
+    IllegalWorkingEncounter, ControlEvent,
+]
+# What the internal topics carry after intake (enforcement and matching read these).
+ANY_IN_HOUSE: TypeAdapter = TypeAdapter(Annotated[HouseEvent, Field(discriminator="event_type")])
+
 # The event that names the subject an inbound event is about (key for internal routing).
 def subject_of(event: Event) -> str:
     for name in ("arrival_id", "application_id", "request_id", "report_id", "week"):

@@ -88,7 +88,7 @@ def test_each_service_may_use_exactly_what_it_consumes_and_produces(service):
     produced = _topics_named_in_code(service) - inputs
     # the declared outputs are what the code publishes (beyond what the runtime publishes for
     # every service), no more, no less
-    assert set(acl_list.SERVICE_OUTPUTS[service]) == produced - set(acl_list.RUNTIME_OUTPUTS), service
+    assert set(acl_list.service_outputs()[service]) == produced - set(acl_list.RUNTIME_OUTPUTS), service
     expected = {("topic", topic, "literal", "Read") for topic in inputs}
     expected.add(("group", f"oioo-{service}", "literal", "Read"))
     expected |= {("topic", topic, "literal", "Write") for topic in produced | set(acl_list.RUNTIME_OUTPUTS)}

@@ -11,7 +11,7 @@ from services.ops.cli import main
 from services.ops.whatif_check import check
 from services.ops.whatif_diff import Facts, compare
 from services.ops.whatif_history import History, Logged, load_history, write_history
-from services.ops.whatif_replay import Scenario, replay
+from services.ops.whatif_replay import PERSONAL_FIELDS, Scenario, replay
 from shared import topics as T
 from shared.settings import Settings
 from tests.support.factory import DAY, HOUR, MINUTE, T0, arrival, cap_set, eoi, vetted
@@ -44,9 +44,13 @@ def priority_history() -> History:
     return r.run()
 
 
+def run(history: History, scenario: Scenario):
+    return replay(history.inputs, scenario, particulars=history.particulars)
+
+
 def runs(history: History, **alternative):
-    base = replay(history.inputs, Scenario(Settings()))
-    alt = replay(history.inputs, Scenario.alternative(Settings(), **alternative))
+    base = run(history, Scenario(Settings()))
+    alt = run(history, Scenario.alternative(Settings(), **alternative))
     return base, alt, compare(base, alt, Facts.of(history.inputs))
 
 
@@ -130,7 +134,7 @@ def test_the_window_setting_defaults_to_the_treaty_s_fourteen_days(monkeypatch):
 
 def test_the_baseline_check_names_an_altered_a_missing_and_an_extra_event():
     history = five_pairs_in_one_week()
-    base = replay(history.inputs, Scenario(Settings()))
+    base = run(history, Scenario(Settings()))
     i = next(n for n, r in enumerate(history.published) if json.loads(r.value)["event_type"] == "ReturnRequested")
     doc = json.loads(history.published[i].value)
     doc["week"] = W37
@@ -148,7 +152,7 @@ def test_the_baseline_check_names_an_altered_a_missing_and_an_extra_event():
 def test_an_unreadable_input_record_is_set_aside_and_the_rest_replays_as_recorded():
     history = five_pairs_in_one_week()
     history.inputs.insert(3, Logged(T.ENFORCEMENT_SCREENED, 0, 999, None, b'{"not": "screened"}'))
-    base = replay(history.inputs, Scenario(Settings()))
+    base = run(history, Scenario(Settings()))
     assert base.set_aside == [("matching", 3)]
     assert check(published(history), replayed(base)).passed
 
@@ -162,10 +166,41 @@ def test_an_event_delivered_twice_is_filtered_as_the_runtime_filters_it():
     r.at(vetted("P0", T0 + HOUR))
     r.ticks(T0, 5)
     history = r.run()
-    base = replay(history.inputs, Scenario(Settings()))
+    base = run(history, Scenario(Settings()))
     assert check(published(history), replayed(base)).passed
     assert sum(1 for o in base.outputs if o.topic == T.OPS_AUDIT and o.doc["subject_ref"] == "A0"
                and o.doc["decision"] == "eligible") == 1
+
+
+def test_particulars_read_after_the_request_still_give_the_same_request():
+    history = five_pairs_in_one_week()
+    history.particulars.reverse()  # transfer reads them after the instructions that need them
+    base = run(history, Scenario(Settings()))
+    assert check(published(history), replayed(base), without_particulars=base.without_particulars,
+                 personal=PERSONAL_FIELDS).passed
+    assert base.without_particulars == set()
+
+
+def test_requests_whose_particulars_are_gone_are_checked_on_everything_else():
+    history = five_pairs_in_one_week()
+    gone = history.particulars[:2]  # past the 30-day retention: no longer on the topic
+    del history.particulars[:2]
+    base = run(history, Scenario(Settings()))
+    result = check(published(history), replayed(base), without_particulars=base.without_particulars,
+                   personal=PERSONAL_FIELDS)
+    assert result.passed and result.without_particulars == 2 and len(base.without_particulars) == 2
+    requested = [json.loads(o.value) for o in base.outputs if o.topic == T.LIAISON_UK_RETURN_REQUESTS]
+    stood_in = [r for r in requested if r["event_id"] in base.without_particulars]
+    assert {r["arrival_id"] for r in stood_in} == {json.loads(p.value)["arrival_id"] for p in gone}
+    assert all(r["family_name"] == "(not in the history)" for r in stood_in)
+    # and what else they say is still held to what was published
+    i = next(n for n, r in enumerate(history.published) if json.loads(r.value).get("event_id") in base.without_particulars)
+    doc = json.loads(history.published[i].value)
+    doc["reply_due_by"] = "2025-12-01T00:00:00Z"
+    history.published[i] = Logged(history.published[i].topic, 0, 0, None, json.dumps(doc).encode())
+    caught = check(published(history), replayed(base), without_particulars=base.without_particulars,
+                   personal=PERSONAL_FIELDS)
+    assert [(c.event_id, c.fields) for c in caught.changed] == [(doc["event_id"], ("reply_due_by",))]
 
 
 def test_weeks_outside_from_to_are_not_compared():
@@ -193,7 +228,8 @@ def test_the_history_file_keeps_every_record_as_it_was(tmp_path):
     path = tmp_path / "h.jsonl"
     write_history(path, history)
     again = load_history(path)
-    assert again.inputs == history.inputs and sorted(again.published, key=repr) == sorted(history.published, key=repr)
+    assert again.inputs == history.inputs and again.particulars == history.particulars and history.particulars
+    assert sorted(again.published, key=repr) == sorted(history.published, key=repr)
     assert path.stat().st_mode & 0o077 == 0  # it holds personal data, as the topics do
 
 

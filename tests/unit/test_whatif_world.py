@@ -1,10 +1,11 @@
 """A small recorded history, made in process: the world's events in event-time order through
 the matching service as the runtime runs it (`Wired`, one record per batch) and its
-instructions through transfer, reacting as France and the escorts do (each request answered
+instructions through transfer (which has each arrival's particulars from intake first), reacting as France and the escorts do (each request answered
 `accepted` a day later, executed two days later; each offer's applicant arrives a day later).
 
-What it keeps is what `oioo export-history` exports: matching's input as screened records and
-what was published on ops.audit.v1 and the liaison.uk topics.
+What it keeps is what `oioo export-history` exports: matching's input as screened records,
+intake's particulars for transfer, and what was published on ops.audit.v1 and the liaison.uk
+topics.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import heapq
 import json
 from datetime import datetime
 
+from services.intake.rules import split_particulars
 from services.ops.whatif_history import History, Logged
 from services.transfer.app import Transfer
 from shared import topics as T
+from shared.events.inbound import ANY_INBOUND
 from shared.events.internal import ScreenedEvent
 from shared.runtime import BatchContext
 from tests.support.factory import DAY, admission_arrived, answer, executed, tick
@@ -50,7 +53,12 @@ class Recorder:
 
     def send(self, doc: dict) -> None:
         w = self.wired
-        screened = ScreenedEvent(source_topic="test", event=doc, screening=w.screener.screen(doc))
+        particulars, document = split_particulars(ANY_INBOUND.validate_python(doc), doc)
+        if particulars is not None:
+            raw = particulars.model_dump_json().encode()
+            self.history.add(Logged(T.INTAKE_PARTICULARS, 0, len(self.history.particulars), doc["arrival_id"], raw))
+            self.to_transfer(FakeRecord(raw, topic=T.INTAKE_PARTICULARS))
+        screened = ScreenedEvent(source_topic="test", event=document, screening=w.screener.screen(doc))
         value = screened.model_dump_json().encode()
         self.history.add(Logged(T.ENFORCEMENT_SCREENED, 0, w.offset, doc.get("arrival_id"), value))
         ctx = BatchContext(w.seen)
@@ -60,11 +68,14 @@ class Recorder:
         for o in ctx.out:
             self.publish(o.topic, o.key, o.value)
             if o.topic == T.MATCHING_INSTRUCTIONS:
-                tctx = BatchContext(self.transfer_seen)
-                self.transfer.handle(FakeRecord(o.value, topic=o.topic), tctx)
-                self.transfer_seen.update(tctx.changes.seen)
-                for t in tctx.out:
-                    self.publish(t.topic, t.key, t.value)
+                self.to_transfer(FakeRecord(o.value, topic=o.topic))
+
+    def to_transfer(self, rec: FakeRecord) -> None:
+        ctx = BatchContext(self.transfer_seen)
+        self.transfer.handle(rec, ctx)
+        self.transfer_seen.update(ctx.changes.seen)
+        for t in ctx.out:
+            self.publish(t.topic, t.key, t.value)
 
     def publish(self, topic: str, key: str | None, value: bytes) -> None:
         if topic not in KEPT:
