@@ -2,10 +2,11 @@
 
 Matching's input is `internal.enforcement.screened.v1` (one partition, so one ordered log);
 transfer's other input, the arrivals' particulars from intake (`internal.intake.particulars.v1`,
-kept 30 days), is what its requests to France are written from; what was published is read
-from ops.audit.v1 and the two liaison.uk topics, for the baseline check. From the running system (no consumer group) or from a JSON-lines file written by
-`oioo export-history`: one record a line, `{"topic", "partition", "offset", "key", "value"}`,
-the value as the text the broker holds, so the check compares what was really published.
+kept 30 days), is what its requests to France are written from; what was published is read from
+ops.audit.v1 and the two liaison.uk topics, for the baseline check. From the running system (no
+consumer group) or from a JSON-lines file written by `oioo export-history`: one record a line,
+`{"topic", "partition", "offset", "key", "value"}`, the value as the text the broker holds, so
+the check compares what was really published.
 
 The file holds what the topics hold, the particulars sent to France included: it is written
 readable by its owner only, and should be kept as the topics are.

@@ -4,16 +4,17 @@ broker, no Redis, nothing of the running system touched.
 Each input record is one batch, as the runtime could have cut it: a `BatchContext` over the
 event ids seen so far (the runtime's duplicate filter, with its horizon of event time), the
 service's changes kept as Redis would keep them. (Only a duplicate sent again about the
-horizon's length later could be judged differently than under the runtime's own batch cuts.) A record whose handling raises is set aside as the runtime dead-letters it
-(`processing_error`): the service is restored from the records kept before it and goes on.
-Matching's instructions go through transfer in the order matching emitted them, as transfer
-reads its one-partition input topic; the arrivals' particulars from intake (transfer's other
-input) go in beside them by event time: those of arrivals up to an instruction's time before
-it. A request whose particulars are not there yet waits for them, as it does in transfer, and
-goes when they come; the ids and contents are the same in either order. Particulars are kept
-30 days (personal data): a request about an arrival whose particulars are no longer in the
-history is written from a stand-in (PARTICULARS_GONE in every personal field), so that
-transfer still acts as it did; the baseline check compares such requests without those fields.
+horizon's length later could be judged differently than under the runtime's own batch cuts.) A
+record whose handling raises is set aside as the runtime dead-letters it (`processing_error`):
+the service is restored from the records kept before it and goes on. Matching's instructions go
+through transfer in the order matching emitted them, as transfer reads its one-partition input
+topic; the arrivals' particulars from intake (transfer's other input) go in beside them by event
+time: those of arrivals up to an instruction's time before it. A request whose particulars are
+not there yet waits for them, as it does in transfer, and goes when they come; the ids and
+contents are the same in either order. Particulars are kept 30 days (personal data): a request
+about an arrival whose particulars are no longer in the history is written from a stand-in
+(PARTICULARS_GONE in every personal field), so that transfer still acts as it did; the baseline
+check compares such requests without those fields.
 
 A `Scenario` is the rules and settings a run is under. The baseline is the settings in force
 (`Settings.from_env()`, the environment the services run with); an alternative changes some of

@@ -194,7 +194,8 @@ def test_requests_whose_particulars_are_gone_are_checked_on_everything_else():
     assert {r["arrival_id"] for r in stood_in} == {json.loads(p.value)["arrival_id"] for p in gone}
     assert all(r["family_name"] == "(not in the history)" for r in stood_in)
     # and what else they say is still held to what was published
-    i = next(n for n, r in enumerate(history.published) if json.loads(r.value).get("event_id") in base.without_particulars)
+    i = next(n for n, r in enumerate(history.published)
+             if json.loads(r.value).get("event_id") in base.without_particulars)
     doc = json.loads(history.published[i].value)
     doc["reply_due_by"] = "2025-12-01T00:00:00Z"
     history.published[i] = Logged(history.published[i].topic, 0, 0, None, json.dumps(doc).encode())

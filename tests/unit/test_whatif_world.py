@@ -1,7 +1,8 @@
-"""A small recorded history, made in process: the world's events in event-time order through
-the matching service as the runtime runs it (`Wired`, one record per batch) and its
-instructions through transfer (which has each arrival's particulars from intake first), reacting as France and the escorts do (each request answered
-`accepted` a day later, executed two days later; each offer's applicant arrives a day later).
+"""A small recorded history, made in process: the world's events in event-time order through the
+matching service as the runtime runs it (`Wired`, one record per batch) and its instructions
+through transfer (which has each arrival's particulars from intake first), reacting as France
+and the escorts do (each request answered `accepted` a day later, executed two days later; each
+offer's applicant arrives a day later).
 
 What it keeps is what `oioo export-history` exports: matching's input as screened records,
 intake's particulars for transfer, and what was published on ops.audit.v1 and the liaison.uk
