@@ -347,7 +347,10 @@ def whatif(ctx: typer.Context,
         wi.scenario(Settings.from_env(), options)  # refuse a bad option before reading anything
     except wi.Refused as exc:
         raise Fail(str(exc)) from None
-    code = wi.run(_history(ctx, input_file), options, Settings.from_env(), out)
+    history = _history(ctx, input_file)
+    if not history.inputs:
+        raise Fail("the history holds no record of internal.enforcement.screened.v1: nothing to replay")
+    code = wi.run(history, options, Settings.from_env(), out)
     if code:
         raise typer.Exit(code)
 

@@ -278,6 +278,12 @@ def test_oioo_whatif_accepts_the_rule_set_in_force_and_refuses_any_other(history
     assert "only one rule set exists" in said and "oioo-rules-1.0" in said
 
 
+def test_oioo_whatif_says_so_when_the_history_is_empty(history_file, capsys):
+    history_file.write_text("")
+    assert main(["whatif", "--input", str(history_file)]) == 2
+    assert "nothing to replay" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, words", [
     (["--cap-week", "2025-W41"], "WEEK=N"), (["--cap-week", "2025-W60=3"], "ISO week"),
     (["--priority", "ERITREA"], "three-letter"), (["--scheme-end", "soon"], "YYYY-MM-DD"),
