@@ -44,6 +44,7 @@ from deploy.embedded import REPO_ROOT, EmbeddedStack, free_port, terminate
 from services.ops.figures import latest_balances
 from services.ops.report import write_report
 from services.ops.topics_reader import read_all
+from services.ops.whatif_history import DEMO_HISTORY, read_history, write_history
 from shared.signing import Keyring
 from shared.timeutil import iso_week
 
@@ -168,6 +169,8 @@ async def main_async(args: argparse.Namespace) -> int:
         if args.dump:
             dump(args.dump, world, obs)
         report = await joint_committee_report(stack, world)
+        # the stack goes when the demo ends: its history stays for `oioo whatif`
+        history = write_history(DEMO_HISTORY, await read_history(stack.bootstrap))
 
         print()
         print(f"weekly figures (latest WeeklyBalance per ISO week), {world.start:%Y-%m-%d} + {args.days} days:")
@@ -177,6 +180,7 @@ async def main_async(args: argparse.Namespace) -> int:
         print(checks.summary(world, obs))
         print()
         print(f"Joint Committee report ({len(report.weeks)} week(s)): {report.csv} and {report.png}")
+        print(f"history for `oioo whatif` ({history} records): {DEMO_HISTORY}")
         print()
         print("invariants:")
         results = checks.check_all(world, obs)

@@ -50,6 +50,8 @@ class Settings:
     scheme_start: date = date(2025, 8, 6)
     scheme_end: date = date(2026, 6, 11)
     imbalance_margin: int = 10
+    # "A return request must reach France within 14 days of the person landing."
+    request_window_days: int = 14
     # "production" turns on shared.security.check_production: no development keys, TLS and
     # SASL required. Anything else is development.
     oioo_env: str = "development"
@@ -95,6 +97,7 @@ class Settings:
             scheme_start=date.fromisoformat(_env("SCHEME_START", d.scheme_start.isoformat())),
             scheme_end=date.fromisoformat(_env("SCHEME_END", d.scheme_end.isoformat())),
             imbalance_margin=int(_env("IMBALANCE_MARGIN", str(d.imbalance_margin))),
+            request_window_days=int(_env("REQUEST_WINDOW_DAYS", str(d.request_window_days))),
             oioo_env=_env("OIOO_ENV", d.oioo_env).strip().lower(),
             kafka_security_protocol=_env("KAFKA_SECURITY_PROTOCOL", d.kafka_security_protocol).upper(),
             kafka_sasl_mechanism=_env("KAFKA_SASL_MECHANISM", d.kafka_sasl_mechanism).upper(),

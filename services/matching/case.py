@@ -50,9 +50,10 @@ class Case(Record):
             reentrant=self.reentrant, scheme_start=scheme_start,
         )
 
-    def judge(self, scheme_start: date, now: datetime, first: bool = False) -> rules.Verdict:
+    def judge(self, scheme_start: date, now: datetime, first: bool = False,
+              window_days: int = rules.REQUEST_WINDOW.days) -> rules.Verdict:
         return rules.judge_case(self.facts(scheme_start), status=self.status, on_hold=self.on_hold,
-                                last_reasons=self.last_reasons, now=now, first=first)
+                                last_reasons=self.last_reasons, now=now, first=first, window_days=window_days)
 
     @property
     def queued(self) -> bool:

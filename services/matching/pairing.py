@@ -117,7 +117,7 @@ def close_case(x: "Exchange", case: Case, reasons: tuple[str, ...]) -> None:
 
 def assess(x: "Exchange", case: Case, first: bool = False) -> None:
     """Re-read a case after anything about it changed, and say so when its standing moved."""
-    verdict = case.judge(x.settings.scheme_start, x.now, first)
+    verdict = case.judge(x.settings.scheme_start, x.now, first, x.settings.request_window_days)
     reasons = verdict.reasons
     if verdict.kind == "close":
         close_case(x, case, reasons)

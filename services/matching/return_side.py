@@ -73,7 +73,7 @@ def rejudge_later_arrivals(x: "Exchange", returned: Case) -> None:
 
 def window_closes(x: "Exchange", arrival_id: str, due: datetime) -> None:
     case = x.repo.cases.get(arrival_id)
-    if case is not None and case.queued and not rules.within_window(case.landed_at, x.now):
+    if case is not None and case.queued and not rules.within_window(case.landed_at, x.now, x.settings.request_window_days):
         close_case(x, case, ("request_window_expired",))
 
 
