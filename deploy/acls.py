@@ -26,6 +26,12 @@ from shared import topics as t
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"  # super user: the broker's own inter-broker login and this setup step only
 TOPICS_JOB = "topics"
+# `oioo export-history` / `oioo whatif` read matching's recorded input, the particulars transfer
+# joins to it, and what was published: our own audit tool, run by whoever answers to a court,
+# read-only. Two of these topics carry personal data, so this is a user of its own.
+AUDIT_JOB = "audit"
+AUDIT_READS = (t.ENFORCEMENT_SCREENED, t.INTAKE_PARTICULARS, t.OPS_AUDIT, t.LIAISON_UK_RETURN_REQUESTS,
+               t.LIAISON_UK_ADMISSION_NOTICES)
 SCRIPT = Path(__file__).resolve().parent / "compose" / "kafka-acls.sh"
 
 # The runtime adds a poison record's dead letter and its critical alert to every service, so
@@ -59,7 +65,7 @@ PARTIES: tuple[Party, ...] = (
     Party("monitoring", reads=(t.OPS_BALANCE, t.OPS_ALERTS)),
 )
 PARTY_USERS = tuple(p.user for p in PARTIES)
-USERS: tuple[str, ...] = SERVICES + (TOPICS_JOB,) + PARTY_USERS
+USERS: tuple[str, ...] = SERVICES + (TOPICS_JOB, AUDIT_JOB) + PARTY_USERS
 
 
 @dataclass(frozen=True, order=True)
@@ -111,6 +117,10 @@ def _topics_job_acls() -> list[Acl]:
             for spec in t.TOPICS for op in ("Create", "Describe")]
 
 
+def _audit_job_acls() -> list[Acl]:
+    return [Acl(AUDIT_JOB, "topic", topic, "literal", "Read") for topic in AUDIT_READS]
+
+
 def _party_acls() -> list[Acl]:
     acls = []
     for p in PARTIES:
@@ -123,7 +133,7 @@ def _party_acls() -> list[Acl]:
 
 
 def acls() -> tuple[Acl, ...]:
-    return tuple(sorted(set(_service_acls() + _topics_job_acls() + _party_acls())))
+    return tuple(sorted(set(_service_acls() + _topics_job_acls() + _audit_job_acls() + _party_acls())))
 
 
 # ---- the compose step ---------------------------------------------------------------------

@@ -45,6 +45,7 @@ scram enforcement
 scram matching
 scram transfer
 scram topics
+scram audit
 scram terminals
 scram casework
 scram portal
@@ -54,6 +55,7 @@ scram immigration-enforcement
 scram operators
 scram monitoring
 
+allow audit literal Read --topic internal.enforcement.screened.v1 --topic internal.intake.particulars.v1 --topic liaison.uk.admission-notices.v1 --topic liaison.uk.return-requests.v1 --topic ops.audit.v1
 allow casework literal Read --topic enforcement.bans.v1 --topic ops.audit.v1
 allow casework literal Write --topic casework.updates.v1
 allow casework prefixed Read --group casework-

@@ -106,6 +106,10 @@ def test_topic_job_may_create_and_describe_the_catalogue_only():
         ("topic", s.name, "literal", op) for s in TOPICS for op in ("Create", "Describe")}
 
 
+def test_the_audit_job_only_reads_what_whatif_needs():
+    assert _acls_of(acl_list.AUDIT_JOB) == {("topic", topic, "literal", "Read") for topic in acl_list.AUDIT_READS}
+
+
 def test_outside_parties_reach_only_their_own_topics():
     assert _acls_of("terminals") == {("topic", t.BORDER_ARRIVALS, "literal", "Write")}
     assert _acls_of("french-liaison") == {
