@@ -222,6 +222,8 @@ class Runner:
             await self._recover()
         except _Incomplete:
             return  # stays up, not ready, until an operator acts; the alert says why
+        except _Stopping:
+            return  # fenced while catching up: main() exits with LEASE_LOST_EXIT
         await self._relay()
         await until_done("broker (start)", self.broker.start, self._broker_outage)
         self._probe = asyncio.create_task(self._watch())

@@ -116,7 +116,8 @@ class House:
         if code == -signal.SIGKILL and pid in inst.killed_by_us:
             self.exits["killed (kill -9)"] += 1
         elif code == -signal.SIGKILL and inst.armed:
-            self.exits[f"died at fault point {inst.armed.split('=')[0]}"] += 1
+            points = " or ".join(p.split("=")[0] for p in inst.armed.split(","))
+            self.exits[f"died at a fault point ({points})"] += 1
         elif code == LEASE_LOST_EXIT:
             self.exits["lease lost (exit 75)"] += 1
         else:

@@ -13,16 +13,17 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import demo
 from deploy.chaos import faults
 from deploy.chaos.faults import Chaos
 from deploy.chaos.house import House
-from deploy.chaos.verify import Findings, read_everything, verify
+from deploy.chaos.verify import Findings, dump, read_everything, verify
 from deploy.embedded import REPO_ROOT, EmbeddedStack
 from deploy.sim import checks
-from deploy.sim.kafka import Collector, SettleTimeout, SignedPublisher, close_probes, settle
+from deploy.sim.kafka import Collector, Record, SettleTimeout, SignedPublisher, close_probes, settle
 from deploy.sim.world import SIM_START, Out, World
 from shared.settings import Settings
 from shared.signing import Keyring
@@ -99,7 +100,18 @@ def barrier(chaos: Chaos):
     return wait
 
 
-async def main_async(args: argparse.Namespace) -> int:
+@dataclass
+class Outcome:
+    """A finished run: the numbers, and what they came from (a test re-checks altered copies)."""
+
+    report: dict
+    found: Findings
+    world: RecordingWorld
+    logs: dict[str, list[Record]]
+    settings: Settings
+
+
+async def run(args: argparse.Namespace) -> Outcome:
     wall0 = time.monotonic()
     profile = faults.SHORT if args.short else faults.FULL
     days = args.days or (3 if args.short else 42)
@@ -118,11 +130,12 @@ async def main_async(args: argparse.Namespace) -> int:
         keyring = Keyring.from_file(stack.keys_file)
         world = RecordingWorld(args.seed, keyring, days=days, start=SIM_START)
         chaos = Chaos(house, random.Random(rng.random()), profile, world.progress)
-        steps = faults.plan(random.Random(rng.random()), profile)
-        fault_task = asyncio.create_task(chaos.run(steps))
+        fault_task = asyncio.create_task(chaos.run(faults.plan(random.Random(rng.random()), profile)))
         pub = SignedPublisher(stack.bootstrap, keyring, request_timeout_ms=180_000)
-        stats = await demo.simulate(stack, world, FirstSeen(), pub=pub, wait=barrier(chaos))
-        world.step_end = world.end
+        try:
+            stats = await demo.simulate(stack, world, FirstSeen(), pub=pub, wait=barrier(chaos))
+        finally:
+            world.step_end = world.end
         await fault_task  # whatever is left of the plan runs now
         print("world done; waiting for every service to settle ...", flush=True)
         await patient_settle(stack.bootstrap)
@@ -130,16 +143,19 @@ async def main_async(args: argparse.Namespace) -> int:
         await patient_settle(stack.bootstrap)
         await close_probes()
         logs = await read_everything(stack.bootstrap)
-        found = verify(world, world.sent, logs, Settings.from_env())
+        settings = Settings.from_env()
+        found = verify(world, world.sent, logs, settings)
         report = numbers(chaos, house, found, days, stats, time.monotonic() - wall0)
         print_table(report, found)
-        RESULT_FILE.parent.mkdir(parents=True, exist_ok=True)
-        RESULT_FILE.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"numbers written to {RESULT_FILE}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"numbers written to {args.out}")
         ok = report["passed"]
-        return 0 if ok else 1
+        if not ok:
+            dump(logs, run_dir / "logs" / "topics.jsonl")
+        return Outcome(report, found, world, logs, settings)
     except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
+        if not isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
             print(f"chaos failed: {exc!r}", file=sys.stderr)
             print(log_tails(stack, house), file=sys.stderr)
         raise
@@ -147,6 +163,7 @@ async def main_async(args: argparse.Namespace) -> int:
         if chaos is not None:
             chaos.resume_broker()
         await house.stop()
+        await close_probes()
         await stack.stop_async()
         if ok and not args.keep_logs:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -219,18 +236,23 @@ def log_tails(stack: EmbeddedStack, house: House, lines: int = 25) -> str:
     return "\n".join(f"--- {n}:\n{tail(stack.log_path(n), lines)}" for n in names if stack.log_path(n).exists())
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m deploy.chaos",
                                      description="the demo's world through a house under faults")
     parser.add_argument("--seed", type=int, default=20250901)
     parser.add_argument("--days", type=int, default=None, help="simulated days (default 42; 3 with --short)")
     parser.add_argument("--short", action="store_true", help="a few days and a handful of faults, for CI")
     parser.add_argument("--keep-logs", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=RESULT_FILE, help=f"where the numbers go (default {RESULT_FILE})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(main_async(args))
+        return 0 if asyncio.run(run(args)).report["passed"] else 1
     except KeyboardInterrupt:
         return 130
     except Exception:  # noqa: BLE001 - already reported, stack already stopped

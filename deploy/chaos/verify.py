@@ -89,6 +89,20 @@ def fault_free(service: Service, log: list[Record]) -> list[tuple[str, str, str]
     return out
 
 
+def _difference(live: dict, reference: dict) -> str:
+    keys = sorted(k for k in live.keys() | reference.keys() if live.get(k) != reference.get(k))
+    return "; ".join(f"{k}: live {live.get(k)!r}, fault-free {reference.get(k)!r}" for k in keys)
+
+
+def dump(logs: dict[str, list[Record]], path) -> None:
+    """Every record read, one JSON line each, to look at a failed run afterwards."""
+    with open(path, "w", encoding="utf-8") as out:
+        for topic, recs in logs.items():
+            for r in recs:
+                out.write(json.dumps({"topic": topic, "partition": r.partition, "offset": r.offset,
+                                      "value": r.value.decode("utf-8", "replace")}) + "\n")
+
+
 def verify(world: World, sent: list[Out], logs: dict[str, list[Record]], settings: Settings) -> Findings:
     f = Findings()
     # ---- every published record: repeats and changes ------------------------------------------
@@ -137,7 +151,8 @@ def verify(world: World, sent: list[Out], logs: dict[str, list[Record]], setting
             if (topic, eid) not in live:
                 f.lost.append(f"{name}: {topic} {eid} (the fault-free run publishes it)")
             elif live[(topic, eid)] != text:
-                f.changed.append(f"{name}: {topic} {eid} differs from the fault-free run")
+                f.changed.append(f"{name}: {topic} {eid} differs from the fault-free run: "
+                                 f"{_difference(json.loads(live[(topic, eid)]), json.loads(text))}")
         for (topic, eid), text in live.items():
             if topic in owned and (owned[topic] is None or json.loads(text).get("producer") == owned[topic]) \
                     and (topic, eid) not in expected:
