@@ -97,7 +97,9 @@ class Chaos:
         return holder if active else next(n for n in names if n != holder)
 
     async def kill(self) -> None:
-        service = self.rng.choice(SERVICES)
+        # spare a service whose instance is armed: its fault point should get the chance to fire
+        armed = {i.service for i in self.house.instances.values() if i.armed and i.proc and i.proc.alive}
+        service = self.rng.choice([s for s in SERVICES if s not in armed] or list(SERVICES))
         name = await self._pick(service, active=self.rng.random() < 0.8)
         if self.house.kill(name):
             self.injected["kill -9 (a service instance)"] += 1

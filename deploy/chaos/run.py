@@ -23,7 +23,7 @@ from deploy.chaos.house import House
 from deploy.chaos.verify import Findings, dump, read_everything, verify
 from deploy.embedded import REPO_ROOT, EmbeddedStack
 from deploy.sim import checks
-from deploy.sim.kafka import Collector, Record, SettleTimeout, SignedPublisher, close_probes, settle
+from deploy.sim.kafka import OUTBOUND_TOPICS, Collector, Record, SettleTimeout, SignedPublisher, close_probes, settle
 from deploy.sim.world import SIM_START, Out, World
 from shared.settings import Settings
 from shared.signing import Keyring
@@ -65,7 +65,7 @@ class FirstSeen(checks.Observed):
             key = (topic, json.loads(value).get("event_id"))
         except ValueError:
             key = None
-        if key is not None and topic in demo.OUTBOUND_TOPICS:
+        if key is not None and topic in OUTBOUND_TOPICS:
             if key in self._ids:
                 return None
             self._ids.add(key)
