@@ -65,6 +65,7 @@ class Chaos:
         self.broker_lock = asyncio.Lock()  # held while the broker is stopped, and by the world's reads
         self._snapshot: dict | None = None
         self.due = 0.0  # the progress at which the next planned fault is due
+        self.timeline: list[str] = []  # what happened, at what point of the run
         self._armed_turn = 0
 
     async def run(self, steps: list[tuple[float, str]]) -> None:
@@ -75,6 +76,7 @@ class Chaos:
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(self.rng.uniform(0.0, 1.0))
                 log.warning("chaos at %.0f%% of the run: %s", 100 * self.progress(), kind)
+                self.timeline.append(f"{100 * self.progress():3.0f}% {kind}")
                 await getattr(self, kind)()
         finally:
             self.due = float("inf")
@@ -100,9 +102,21 @@ class Chaos:
         # spare a service whose instance is armed: its fault point should get the chance to fire
         armed = {i.service for i in self.house.instances.values() if i.armed and i.proc and i.proc.alive}
         service = self.rng.choice([s for s in SERVICES if s not in armed] or list(SERVICES))
-        name = await self._pick(service, active=self.rng.random() < 0.8)
-        if self.house.kill(name):
-            self.injected["kill -9 (a service instance)"] += 1
+        name = await self._kill(service, active=self.rng.random() < 0.8)
+        self.timeline[-1] += f" {name}"
+
+    async def _kill(self, service: str, active: bool, spare: str | None = None) -> str | None:
+        """kill -9 an instance of `service` (the active one, or the standby); if both are down
+        right now (restarting), try again for a few seconds."""
+        for _ in range(50):
+            name = await self._pick(service, active)
+            if name == spare:
+                return None  # the armed instance is active already
+            if self.house.kill(name):
+                self.injected["kill -9 (a service instance)"] += 1
+                return name
+            await asyncio.sleep(0.2)
+        return None
 
     async def armed_kill(self) -> None:
         service = self.rng.choice(SERVICES)
@@ -117,15 +131,14 @@ class Chaos:
         inst.next_faults = faults
         if self.house.kill(standby):
             self.injected["kill -9 (a service instance)"] += 1
+        self.timeline[-1] += f" {standby} (restarted with {faults})"
         # wait for the supervisor to restart it armed, and for it to be up and standing by
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (inst.armed == faults and inst.proc.alive):
             await asyncio.sleep(0.1)
         await asyncio.sleep(3.0)
         self.injected["restart with fault points armed"] += 1
-        active = await self._pick(service, active=True)
-        if active != standby and self.house.kill(active):
-            self.injected["kill -9 (a service instance)"] += 1
+        self.timeline[-1] += f", then {await self._kill(service, active=True, spare=standby)}"
 
     # ---- the broker ------------------------------------------------------------------------
     async def broker_pause(self) -> None:
@@ -138,14 +151,18 @@ class Chaos:
                 self.injected["broker paused (SIGSTOP)"] += 1
                 await asyncio.sleep(seconds)
             finally:
-                os.kill(pid, signal.SIGCONT)
+                self.resume_broker()
         self.pause_seconds.append(round(seconds, 1))
+        self.timeline[-1] += f" for {seconds:.1f} s"
 
     def resume_broker(self) -> None:
         """The way out: never leave the broker stopped."""
         broker = self.house.stack.broker
         if broker is not None and broker.process is not None and broker.process.poll() is None:
-            os.kill(broker.process.pid, signal.SIGCONT)
+            try:
+                os.kill(broker.process.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     # ---- Redis ---------------------------------------------------------------------------------
     async def redis_restart(self) -> None:

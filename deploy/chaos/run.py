@@ -120,6 +120,7 @@ async def run(args: argparse.Namespace) -> Outcome:
     stack = EmbeddedStack(run_dir, services=())
     house = House(stack, random.Random(rng.random()))
     chaos: Chaos | None = None
+    fault_task: asyncio.Task | None = None
     ok = False
     try:
         print(f"starting the embedded stack and two instances of each service (logs in {run_dir / 'logs'}) ...",
@@ -160,6 +161,9 @@ async def run(args: argparse.Namespace) -> Outcome:
             print(log_tails(stack, house), file=sys.stderr)
         raise
     finally:
+        if fault_task is not None and not fault_task.done():
+            fault_task.cancel()
+            await asyncio.gather(fault_task, return_exceptions=True)
         if chaos is not None:
             chaos.resume_broker()
         await house.stop()
@@ -178,6 +182,7 @@ def numbers(chaos: Chaos, house: House, found: Findings, days: int, stats: dict,
         "faults": injected,
         "faults_total": sum(injected.values()),
         "broker_pause_seconds": chaos.pause_seconds,
+        "timeline": chaos.timeline,
         "exits": dict(house.exits),
         "restarts": house.restarts,
         "unexpected_exits": house.unexpected,
@@ -210,6 +215,9 @@ def print_table(report: dict, found: Findings) -> None:
              ("invariant violations", report["invariant_violations"])]
     width = max(len(r[0]) for r in rows)
     print()
+    print("faults, at what point of the simulated run:")
+    for line in report["timeline"]:
+        print(f"  {line}")
     print(f"chaos over {report['days']} simulated days (broker paused {report['broker_pause_seconds']} s); "
           f"fault-free re-run: {report['reference_events']}")
     for name, value in rows:
