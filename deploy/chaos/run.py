@@ -28,7 +28,8 @@ from deploy.sim.world import SIM_START, Out, World
 from shared.settings import Settings
 from shared.signing import Keyring
 
-SETTLE_TIMEOUT = 600.0  # a barrier may sit through a broker pause and a rebuild from the log
+# a barrier may sit through a broker pause and a rebuild from the log; the short run fails sooner
+SETTLE_TIMEOUT = {False: 600.0, True: 180.0}
 RESULT_FILE = REPO_ROOT / ".run" / "chaos.json"
 
 
@@ -72,7 +73,7 @@ class FirstSeen(checks.Observed):
         return super().add(topic, partition, offset, value)
 
 
-async def patient_settle(bootstrap: str, timeout: float = SETTLE_TIMEOUT) -> float:
+async def patient_settle(bootstrap: str, timeout: float) -> float:
     """The settle barrier, sitting through a stopped broker (its clients time out meanwhile)."""
     t0 = time.monotonic()
     while True:
@@ -88,13 +89,13 @@ async def patient_settle(bootstrap: str, timeout: float = SETTLE_TIMEOUT) -> flo
             await asyncio.sleep(0.5)
 
 
-def barrier(chaos: Chaos):
+def barrier(chaos: Chaos, timeout: float):
     async def wait(stack: EmbeddedStack, col: Collector) -> tuple[float, list]:
         t0 = time.monotonic()
         await chaos.keep_up()
-        await patient_settle(stack.bootstrap)
+        await patient_settle(stack.bootstrap, timeout)
         async with chaos.broker_lock:  # no broker pause starts between the barrier and the read
-            await patient_settle(stack.bootstrap)
+            await patient_settle(stack.bootstrap, timeout)
             records = await col.drain(timeout=120)
         return time.monotonic() - t0, records
     return wait
@@ -115,6 +116,7 @@ async def run(args: argparse.Namespace) -> Outcome:
     wall0 = time.monotonic()
     profile = faults.SHORT if args.short else faults.FULL
     days = args.days or (3 if args.short else 42)
+    settle_timeout = SETTLE_TIMEOUT[args.short]
     rng = random.Random(args.seed)
     run_dir = Path(tempfile.mkdtemp(prefix="oioo-chaos-"))
     stack = EmbeddedStack(run_dir, services=())
@@ -134,14 +136,14 @@ async def run(args: argparse.Namespace) -> Outcome:
         fault_task = asyncio.create_task(chaos.run(faults.plan(random.Random(rng.random()), profile)))
         pub = SignedPublisher(stack.bootstrap, keyring, request_timeout_ms=180_000)
         try:
-            stats = await demo.simulate(stack, world, FirstSeen(), pub=pub, wait=barrier(chaos))
+            stats = await demo.simulate(stack, world, FirstSeen(), pub=pub, wait=barrier(chaos, settle_timeout))
         finally:
             world.step_end = world.end
         await fault_task  # whatever is left of the plan runs now
         print("world done; waiting for every service to settle ...", flush=True)
-        await patient_settle(stack.bootstrap)
-        await house.wait_active(300)
-        await patient_settle(stack.bootstrap)
+        await patient_settle(stack.bootstrap, settle_timeout)
+        await house.wait_active(settle_timeout)
+        await patient_settle(stack.bootstrap, settle_timeout)
         await close_probes()
         logs = await read_everything(stack.bootstrap)
         settings = Settings.from_env()
