@@ -220,11 +220,11 @@ class Runner:
         await until_done("broker (connect)", self.broker.connect, self._broker_outage)
         try:
             await self._recover()
+            await self._relay()
         except _Incomplete:
             return  # stays up, not ready, until an operator acts; the alert says why
         except _Stopping:
-            return  # fenced while catching up: main() exits with LEASE_LOST_EXIT
-        await self._relay()
+            return  # fenced while catching up or relaying: main() exits with LEASE_LOST_EXIT
         await until_done("broker (start)", self.broker.start, self._broker_outage)
         self._probe = asyncio.create_task(self._watch())
         self._announce_ready()
