@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,9 +80,19 @@ async def publish(pub: SignedPublisher, outs: list[Out]) -> None:
             o.bad.partition, o.bad.offset = where.partition, where.offset
 
 
-async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> dict:
-    keyring = Keyring.from_file(stack.keys_file)
-    pub = SignedPublisher(stack.bootstrap, keyring)
+async def settle_and_drain(stack: EmbeddedStack, col: Collector) -> tuple[float, list]:
+    """The settle barrier, then what was published since the last one."""
+    waited = await settle(stack.bootstrap, timeout=SETTLE_TIMEOUT)
+    return waited, await col.drain()
+
+
+async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed, *,
+                   pub: SignedPublisher | None = None,
+                   wait: Callable[[EmbeddedStack, Collector], Awaitable[tuple[float, list]]] = settle_and_drain,
+                   ) -> dict:
+    """Play `world` against `stack`. `pub` and `wait` (the barrier) are replaceable so that
+    deploy.chaos can drive the same world through a stack it is breaking."""
+    pub = pub or SignedPublisher(stack.bootstrap, Keyring.from_file(stack.keys_file))
     # the outbound topics, and ops.control.v1 too so that every ops.* topic is scanned for personal data
     col = Collector(stack.bootstrap, (*OUTBOUND_TOPICS, T.OPS_CONTROL))
     await pub.start()
@@ -89,9 +100,9 @@ async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> 
     stats = {"settle": 0.0, "settles": 0, "sent": 0}
 
     async def barrier() -> None:
-        stats["settle"] += await settle(stack.bootstrap, timeout=SETTLE_TIMEOUT)
+        waited, records = await wait(stack, col)
+        stats["settle"] += waited
         stats["settles"] += 1
-        records = await col.drain()
         # requests first: a Decision about a request (held, accepted) may come in the same drain
         records.sort(key=lambda r: r.topic != T.LIAISON_UK_RETURN_REQUESTS)
         for rec in records:

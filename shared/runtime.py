@@ -233,9 +233,11 @@ class Runner:
         await until_done("broker (connect)", self.broker.connect, self._broker_outage)
         try:
             await self._recover()
+            await self._relay()
         except _Incomplete:
             return  # stays up, not ready, until an operator acts; the alert says why
-        await self._relay()
+        except _Stopping:
+            return  # fenced while catching up or relaying: main() exits with LEASE_LOST_EXIT
         await until_done("broker (start)", self.broker.start, self._broker_outage)
         self._probe = asyncio.create_task(self._watch())
         self._announce_ready()
@@ -365,12 +367,11 @@ class Runner:
         try:
             reader.assign(list(gaps))
             first = await reader.beginning_offsets(list(gaps))
-            last = await reader.end_offsets(list(gaps))
             gaps = {tp: (max(start, first[tp]) if tp.topic in self.service.expiring_topics else start, end)
                     for tp, (start, end) in gaps.items()}
-            short = [tp for tp, (start, end) in gaps.items() if first[tp] > start or last[tp] < end]
+            short = [tp for tp, (start, end) in gaps.items() if first[tp] > start]
             if short:
-                await self._incomplete(short, gaps, first, last)
+                await self._incomplete(short, gaps, first, {tp: "?" for tp in short})
             for tp, (start, _) in gaps.items():
                 reader.seek(tp, start)
             remaining = dict(gaps)
@@ -379,6 +380,13 @@ class Runner:
                 chunk = [r for tp, recs in got.items() for r in recs if r.offset < gaps[tp][1]]
                 if chunk:
                     await self._process(chunk, replay=True)
+                # Where the log ends is the high watermark a fetch reports: ListOffsets(latest)
+                # is not trusted, Tansu answers it with the base offset of the last batch + 1.
+                ends = {tp: reader.highwater(tp) for tp in remaining if not got.get(tp)}
+                short = [tp for tp, hw in ends.items()
+                         if hw is not None and hw <= await reader.position(tp) < gaps[tp][1]]
+                if short:
+                    await self._incomplete(short, gaps, first, ends)
                 for tp in list(remaining):
                     if await reader.position(tp) >= gaps[tp][1]:
                         remaining.pop(tp)

@@ -201,11 +201,11 @@ class Sent:
 
 
 class SignedPublisher:
-    def __init__(self, bootstrap: str, keyring: Keyring, linger_ms: int = 5):
+    def __init__(self, bootstrap: str, keyring: Keyring, linger_ms: int = 5, request_timeout_ms: int = 40000):
         self.keyring = keyring
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
                                          enable_idempotence=False, linger_ms=linger_ms,
-                                         max_batch_size=256 * 1024)
+                                         max_batch_size=256 * 1024, request_timeout_ms=request_timeout_ms)
         self._pending: list[asyncio.Future] = []
 
     async def start(self) -> None:
