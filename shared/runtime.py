@@ -207,8 +207,16 @@ class Runner:
             await health.start()
         try:
             if await self._stand_by():
-                await self._become_active()
-                await self._stop.wait()
+                # SIGTERM is heard while activating too (a long catch-up, a join that waits)
+                activation = asyncio.create_task(self._become_active())
+                stopped = asyncio.create_task(self._stop.wait())
+                await asyncio.wait({activation, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if activation.done():
+                    activation.result()
+                    await stopped
+                else:
+                    activation.cancel()
+                    await asyncio.gather(activation, return_exceptions=True)
         finally:
             await self._shutdown()
             if health is not None:
@@ -216,15 +224,24 @@ class Runner:
         return self.exit_code
 
     async def _stand_by(self) -> bool:
-        """Wait for the lease; False when told to stop first."""
-        announced = False
+        """Wait for the lease; False when told to stop first.
+
+        A standby that has seen the lease held takes a free one only after it stayed free for
+        half a TTL: when Redis is emptied under a live writer, that writer takes it back first
+        (its keeper looks every third of a TTL), so a Redis fault does not hand the service over."""
+        held_before, free_since = False, None
         while not self._stop.is_set():
-            if await until_done("redis (lease)", self.lease.try_acquire, self._redis_outage):
-                self.metrics.lease.set(1)
-                return True
-            if not announced:
-                log.info("%s: standing by; %s holds the lease", self.instance, self.service.name)
-                announced = True
+            holder = await until_done("redis (lease)", self.lease.holder, self._redis_outage)
+            if holder is not None:
+                if not held_before:
+                    log.info("%s: standing by; %s holds the lease", self.instance, self.service.name)
+                held_before, free_since = True, None
+            elif held_before and free_since is None:
+                free_since = time.monotonic()
+            elif not held_before or time.monotonic() - free_since >= self.settings.lease_ttl_ms / 2000:
+                if await until_done("redis (lease)", self.lease.try_acquire, self._redis_outage):
+                    self.metrics.lease.set(1)
+                    return True
             await self._sleep(max(0.2, self.settings.lease_ttl_ms / 3000))
         return False
 

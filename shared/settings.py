@@ -38,7 +38,9 @@ class Settings:
     # the duplicate filter remembers event ids this long (event time); beyond it the offsets
     # and the state keep effects idempotent. Longer than the longest clock (the 90-day hold).
     dedupe_horizon_days: int = 120
-    replay_chunk: int = 2000
+    # records per committed chunk of a catch-up replay: small enough that the lease keeper
+    # runs between chunks even for matching's heaviest records
+    replay_chunk: int = 500
     # names and dates of birth are kept this long after landing (transfer's particulars)
     personal_data_retention_days: int = PERSONAL_DATA_RETENTION_DAYS
     # scheme rules
