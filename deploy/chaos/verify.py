@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -54,6 +55,8 @@ def event_id(topic: str, doc: dict) -> str | None:
         return (doc.get("event") or {}).get("event_id")
     if topic == T.MATCHING_INSTRUCTIONS:
         return doc.get("instruction_id")
+    if topic == T.INTAKE_PARTICULARS:  # no event of its own: one record per recorded arrival
+        return f"{doc.get('arrival_id')}@{doc.get('occurred_at')}"
     return doc.get("event_id")
 
 
@@ -87,6 +90,18 @@ def fault_free(service: Service, log: list[Record]) -> list[tuple[str, str, str]
             doc = json.loads(o.value)
             out.append((o.topic, event_id(o.topic, doc), canon(doc)))
     return out
+
+
+def transfer_log(logs: dict[str, list[Record]]) -> list[Record]:
+    """Transfer's two inputs as one log in event time (an arrival's particulars before the
+    instructions of the same instant): live, it read them side by side in whatever order, and
+    a request read before its particulars waited for them, so any such order decides the same."""
+    def when(r: Record) -> tuple[datetime, int]:
+        doc = json.loads(r.value)
+        return (datetime.fromisoformat(doc["occurred_at"]).astimezone(timezone.utc),
+                0 if r.topic == T.INTAKE_PARTICULARS else 1)
+    both = [*logs.get(T.INTAKE_PARTICULARS, []), *logs.get(T.MATCHING_INSTRUCTIONS, [])]
+    return sorted(both, key=when)
 
 
 def _difference(live: dict, reference: dict) -> str:
@@ -142,7 +157,7 @@ def verify(world: World, sent: list[Out], logs: dict[str, list[Record]], setting
     # ---- matching and transfer against a fault-free run over the same logs ------------------
     for name, service, log, owned in (
             ("matching", Matching(settings), logs.get(T.ENFORCEMENT_SCREENED, []), MATCHING_OUT),
-            ("transfer", Transfer(), logs.get(T.MATCHING_INSTRUCTIONS, []), TRANSFER_OUT)):
+            ("transfer", Transfer(settings.personal_data_retention_days), transfer_log(logs), TRANSFER_OUT)):
         reference = fault_free(service, log)
         f.reference[name] = len(reference)
         expected = set()
