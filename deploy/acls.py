@@ -5,7 +5,7 @@ Everything about Kafka users and ACLs is derived from here:
 - `USERS`: one SCRAM user per service, for the topic-creation job, and per outside party.
 - `ACLS`: allow-rules only (the broker denies whatever no rule allows). A service may read its
   `input_topics` (taken from the service classes) with its own consumer group, and write what
-  `SERVICE_OUTPUTS` says it publishes; an outside party may write the inbound topic it owns and
+  its `output_topics` say it publishes; an outside party may write the inbound topic it owns and
   read the outbound topics the contract names it as consumer of, with consumer groups under its
   own name. No outside party has any rule on an `internal.*` topic.
 - `python -m deploy.acls script` writes `deploy/compose/kafka-acls.sh`, the one-shot step
@@ -26,18 +26,18 @@ from shared import topics as t
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"  # super user: the broker's own inter-broker login and this setup step only
 TOPICS_JOB = "topics"
+# `oioo export-history` / `oioo whatif` read matching's recorded input, the particulars transfer
+# joins to it, and what was published: our own audit tool, run by whoever answers to a court,
+# read-only. Two of these topics carry personal data, so this is a user of its own.
+AUDIT_JOB = "audit"
+AUDIT_READS = (t.ENFORCEMENT_SCREENED, t.INTAKE_PARTICULARS, t.OPS_AUDIT, t.LIAISON_UK_RETURN_REQUESTS,
+               t.LIAISON_UK_ADMISSION_NOTICES)
 SCRIPT = Path(__file__).resolve().parent / "compose" / "kafka-acls.sh"
 
-# What each service publishes. The runtime adds a poison record's dead letter and its critical
-# alert to every service, so every service may write those two.
+# The runtime adds a poison record's dead letter and its critical alert to every service, so
+# every service may write those two besides its own `output_topics`.
 RUNTIME_OUTPUTS = (t.OPS_DEAD_LETTERS, t.OPS_ALERTS)
-SERVICE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "intake": (t.INTAKE_ACCEPTED,),
-    "enforcement": (t.ENFORCEMENT_SCREENED, t.ENFORCEMENT_BANS, t.OPS_AUDIT),
-    "matching": (t.MATCHING_INSTRUCTIONS, t.OPS_AUDIT, t.OPS_BALANCE),
-    "transfer": (t.LIAISON_UK_RETURN_REQUESTS, t.LIAISON_UK_ADMISSION_NOTICES, t.OPS_AUDIT),
-}
-SERVICES = tuple(SERVICE_OUTPUTS)
+SERVICES = ("intake", "enforcement", "matching", "transfer")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ PARTIES: tuple[Party, ...] = (
     Party("monitoring", reads=(t.OPS_BALANCE, t.OPS_ALERTS)),
 )
 PARTY_USERS = tuple(p.user for p in PARTIES)
-USERS: tuple[str, ...] = SERVICES + (TOPICS_JOB,) + PARTY_USERS
+USERS: tuple[str, ...] = SERVICES + (TOPICS_JOB, AUDIT_JOB) + PARTY_USERS
 
 
 @dataclass(frozen=True, order=True)
@@ -81,23 +81,32 @@ def consumer_group(service: str) -> str:
     return f"oioo-{service}"  # what shared.runtime.Runner uses
 
 
-def service_inputs() -> dict[str, tuple[str, ...]]:
-    """Each service's `input_topics`, from the service classes themselves."""
+def _service_classes() -> tuple:
     from services.enforcement.app import Enforcement
     from services.intake.app import Intake
     from services.matching.app import Matching
     from services.transfer.app import Transfer
 
-    return {cls.name: tuple(cls.input_topics) for cls in (Intake, Enforcement, Matching, Transfer)}
+    return Intake, Enforcement, Matching, Transfer
+
+
+def service_inputs() -> dict[str, tuple[str, ...]]:
+    """Each service's `input_topics`, from the service classes themselves."""
+    return {cls.name: tuple(cls.input_topics) for cls in _service_classes()}
+
+
+def service_outputs() -> dict[str, tuple[str, ...]]:
+    """What each service publishes itself (`output_topics`), beyond the runtime's two."""
+    return {cls.name: tuple(x for x in cls.output_topics if x not in RUNTIME_OUTPUTS) for cls in _service_classes()}
 
 
 def _service_acls() -> list[Acl]:
     acls = []
-    inputs = service_inputs()
+    inputs, outputs_of = service_inputs(), service_outputs()
     for name in SERVICES:
         acls += [Acl(name, "topic", topic, "literal", "Read") for topic in inputs[name]]
         acls.append(Acl(name, "group", consumer_group(name), "literal", "Read"))
-        outputs = dict.fromkeys(SERVICE_OUTPUTS[name] + RUNTIME_OUTPUTS)
+        outputs = dict.fromkeys(outputs_of[name] + RUNTIME_OUTPUTS)
         acls += [Acl(name, "topic", topic, "literal", "Write") for topic in outputs]
     return acls
 
@@ -106,6 +115,10 @@ def _topics_job_acls() -> list[Acl]:
     # create what is missing, then describe every topic to check its partitions
     return [Acl(TOPICS_JOB, "topic", spec.name, "literal", op)
             for spec in t.TOPICS for op in ("Create", "Describe")]
+
+
+def _audit_job_acls() -> list[Acl]:
+    return [Acl(AUDIT_JOB, "topic", topic, "literal", "Read") for topic in AUDIT_READS]
 
 
 def _party_acls() -> list[Acl]:
@@ -120,7 +133,7 @@ def _party_acls() -> list[Acl]:
 
 
 def acls() -> tuple[Acl, ...]:
-    return tuple(sorted(set(_service_acls() + _topics_job_acls() + _party_acls())))
+    return tuple(sorted(set(_service_acls() + _topics_job_acls() + _audit_job_acls() + _party_acls())))
 
 
 # ---- the compose step ---------------------------------------------------------------------

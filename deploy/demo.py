@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,12 +39,13 @@ from rich.text import Text
 
 from deploy.sim import checks
 from deploy.sim.kafka import OUTBOUND_TOPICS, Collector, SignedPublisher, close_probes, settle
-from deploy.sim.world import DAY, SIM_START, Out, World
+from deploy.sim.world import SIM_START, Out, World
 from shared import topics as T
-from deploy.embedded import REPO_ROOT, EmbeddedStack
+from deploy.embedded import REPO_ROOT, EmbeddedStack, free_port, terminate
 from services.ops.figures import latest_balances
 from services.ops.report import write_report
 from services.ops.topics_reader import read_all
+from services.ops.whatif_history import DEMO_HISTORY, read_history, write_history
 from shared.signing import Keyring
 from shared.timeutil import iso_week
 
@@ -77,9 +80,19 @@ async def publish(pub: SignedPublisher, outs: list[Out]) -> None:
             o.bad.partition, o.bad.offset = where.partition, where.offset
 
 
-async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> dict:
-    keyring = Keyring.from_file(stack.keys_file)
-    pub = SignedPublisher(stack.bootstrap, keyring)
+async def settle_and_drain(stack: EmbeddedStack, col: Collector) -> tuple[float, list]:
+    """The settle barrier, then what was published since the last one."""
+    waited = await settle(stack.bootstrap, timeout=SETTLE_TIMEOUT)
+    return waited, await col.drain()
+
+
+async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed, *,
+                   pub: SignedPublisher | None = None,
+                   wait: Callable[[EmbeddedStack, Collector], Awaitable[tuple[float, list]]] = settle_and_drain,
+                   ) -> dict:
+    """Play `world` against `stack`. `pub` and `wait` (the barrier) are replaceable so that
+    deploy.chaos can drive the same world through a stack it is breaking."""
+    pub = pub or SignedPublisher(stack.bootstrap, Keyring.from_file(stack.keys_file))
     # the outbound topics, and ops.control.v1 too so that every ops.* topic is scanned for personal data
     col = Collector(stack.bootstrap, (*OUTBOUND_TOPICS, T.OPS_CONTROL))
     await pub.start()
@@ -87,9 +100,9 @@ async def simulate(stack: EmbeddedStack, world: World, obs: checks.Observed) -> 
     stats = {"settle": 0.0, "settles": 0, "sent": 0}
 
     async def barrier() -> None:
-        stats["settle"] += await settle(stack.bootstrap, timeout=SETTLE_TIMEOUT)
+        waited, records = await wait(stack, col)
+        stats["settle"] += waited
         stats["settles"] += 1
-        records = await col.drain()
         # requests first: a Decision about a request (held, accepted) may come in the same drain
         records.sort(key=lambda r: r.topic != T.LIAISON_UK_RETURN_REQUESTS)
         for rec in records:
@@ -150,19 +163,25 @@ async def main_async(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="oioo-demo-"))
     stack = EmbeddedStack(run_dir)
     ok = False
+    dashboard = None
     try:
         print(f"starting the embedded stack (logs in {run_dir / 'logs'}) ...", flush=True)
         await stack.start_async()
         print(f"stack up in {time.monotonic() - wall0:.1f}s: broker {stack.bootstrap}, redis {stack.redis_url}")
+        dashboard_url, dashboard = await start_dashboard_for(stack)
+        print(f"dashboard: {dashboard_url}", flush=True)
         world = World(args.seed, Keyring.from_file(stack.keys_file), days=args.days, start=SIM_START)
         obs = checks.Observed()
         sim0 = time.monotonic()
         stats = await simulate(stack, world, obs)
         sim_wall = time.monotonic() - sim0
         dead = [n for n, s in stack.services.items() if not s.alive]
+        dead += [f"{n} (restarted {k}x)" for n, k in stack.restarts.items() if k]
         if args.dump:
             dump(args.dump, world, obs)
         report = await joint_committee_report(stack, world)
+        # the stack goes when the demo ends: its history stays for `oioo whatif`
+        history = write_history(DEMO_HISTORY, await read_history(stack.bootstrap))
 
         print()
         print(f"weekly figures (latest WeeklyBalance per ISO week), {world.start:%Y-%m-%d} + {args.days} days:")
@@ -172,13 +191,14 @@ async def main_async(args: argparse.Namespace) -> int:
         print(checks.summary(world, obs))
         print()
         print(f"Joint Committee report ({len(report.weeks)} week(s)): {report.csv} and {report.png}")
+        print(f"history for `oioo whatif` ({history} records): {DEMO_HISTORY}")
         print()
         print("invariants:")
         results = checks.check_all(world, obs)
         if obs.unreadable:
             results.append(checks.Result("every outbound record is JSON", False, f"{len(obs.unreadable)} unreadable",
                                          obs.unreadable[:5]))
-        results.append(checks.Result("every service is still running", not dead,
+        results.append(checks.Result("every service ran throughout (no exit, no restart)", not dead,
                                      "all four up" if not dead else f"exited: {', '.join(dead)}"))
         for r in results:
             print(f"  {'PASS' if r.ok else 'FAIL'}  {r.name}: {r.detail}")
@@ -192,6 +212,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if dead:
             print(stack.log_tails(30))
         print("ALL PASS" if ok else "SOME INVARIANTS FAILED")
+        if args.keep:
+            print(f"the stack and the dashboard stay up: {dashboard_url} (Ctrl-C to stop)", flush=True)
+            await asyncio.Event().wait()
         return 0 if ok else 1
     except BaseException as exc:
         if not isinstance(exc, KeyboardInterrupt):
@@ -199,11 +222,24 @@ async def main_async(args: argparse.Namespace) -> int:
             print(stack.log_tails(30), file=sys.stderr)
         raise
     finally:
+        if dashboard is not None:
+            terminate(dashboard, 5)
         await stack.stop_async()
         if ok and not args.keep_logs:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             print(f"logs kept in {run_dir / 'logs'}")
+
+
+async def start_dashboard_for(stack: EmbeddedStack):
+    """The live dashboard on the demo's stack: its URL and process (the demo stops it)."""
+    from services.ops.dashboard import start_dashboard, wait_dashboard
+
+    port = free_port()
+    proc = start_dashboard(stack.env(), port, stack.log_path("dashboard"))
+    url = f"http://127.0.0.1:{port}/"
+    await asyncio.get_running_loop().run_in_executor(None, wait_dashboard, url, 30, proc)
+    return url, proc
 
 
 async def joint_committee_report(stack: EmbeddedStack, world: World):
@@ -228,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20250901)
     parser.add_argument("--days", type=int, default=42)
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--keep", action="store_true", default=bool(os.environ.get("KEEP")),
+                        help="leave the stack and the dashboard up after the run, until Ctrl-C (env KEEP=1)")
     parser.add_argument("--dump", metavar="PATH", help="write every observed outbound record to PATH (JSON lines)")
     args = parser.parse_args(argv)
     try:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import signal
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,9 @@ class Service(ABC):
 
     name: str
     input_topics: tuple[str, ...]
+    # inputs with a retention period: their oldest records expire by design, so a rebuild
+    # starts from the oldest one left instead of reporting the log incomplete
+    expiring_topics: tuple[str, ...] = ()
     output_topics: tuple[str, ...] = ()  # besides the dead letters and alerts every service may publish
 
     @abstractmethod
@@ -161,6 +165,7 @@ class Runner:
         # True only while this instance knows the outbox is empty (it drained it and has been
         # the only writer since): then a committed batch is published from memory.
         self._outbox_empty = False
+        self._figures_at = 0.0
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
@@ -207,8 +212,16 @@ class Runner:
             await health.start()
         try:
             if await self._stand_by():
-                await self._become_active()
-                await self._stop.wait()
+                # SIGTERM is heard while activating too (a long catch-up, a join that waits)
+                activation = asyncio.create_task(self._become_active())
+                stopped = asyncio.create_task(self._stop.wait())
+                await asyncio.wait({activation, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if activation.done():
+                    activation.result()
+                    await stopped
+                else:
+                    activation.cancel()
+                    await asyncio.gather(activation, return_exceptions=True)
         finally:
             await self._shutdown()
             if health is not None:
@@ -216,15 +229,24 @@ class Runner:
         return self.exit_code
 
     async def _stand_by(self) -> bool:
-        """Wait for the lease; False when told to stop first."""
-        announced = False
+        """Wait for the lease; False when told to stop first.
+
+        A standby that has seen the lease held takes a free one only after it stayed free for
+        half a TTL: when Redis is emptied under a live writer, that writer takes it back first
+        (its keeper looks every third of a TTL), so a Redis fault does not hand the service over."""
+        held_before, free_since = False, None
         while not self._stop.is_set():
-            if await until_done("redis (lease)", self.lease.try_acquire, self._redis_outage):
-                self.metrics.lease.set(1)
-                return True
-            if not announced:
-                log.info("%s: standing by; %s holds the lease", self.instance, self.service.name)
-                announced = True
+            holder = await until_done("redis (lease)", self.lease.holder, self._redis_outage)
+            if holder is not None:
+                if not held_before:
+                    log.info("%s: standing by; %s holds the lease", self.instance, self.service.name)
+                held_before, free_since = True, None
+            elif held_before and free_since is None:
+                free_since = time.monotonic()
+            elif not held_before or time.monotonic() - free_since >= self.settings.lease_ttl_ms / 2000:
+                if await until_done("redis (lease)", self.lease.try_acquire, self._redis_outage):
+                    self.metrics.lease.set(1)
+                    return True
             await self._sleep(max(0.2, self.settings.lease_ttl_ms / 3000))
         return False
 
@@ -241,9 +263,11 @@ class Runner:
         await until_done("broker (producer)", self.producer.start, self._broker_outage)
         try:
             await self._recover()
+            await self._relay()
         except _Incomplete:
             return  # stays up, not ready, until an operator acts; the alert says why
-        await self._relay()
+        except _Stopping:
+            return  # fenced while catching up or relaying: main() exits with LEASE_LOST_EXIT
         await until_done("broker (start)", self.broker.start, self._broker_outage)
         self._probe = asyncio.create_task(self._watch())
         self._announce_ready()
@@ -379,10 +403,11 @@ class Runner:
         try:
             reader.assign(list(gaps))
             first = await reader.beginning_offsets(list(gaps))
-            last = await reader.end_offsets(list(gaps))
-            short = [tp for tp, (start, end) in gaps.items() if first[tp] > start or last[tp] < end]
+            gaps = {tp: (max(start, first[tp]) if tp.topic in self.service.expiring_topics else start, end)
+                    for tp, (start, end) in gaps.items()}
+            short = [tp for tp, (start, end) in gaps.items() if first[tp] > start]
             if short:
-                await self._incomplete(short, gaps, first, last)
+                await self._incomplete(short, gaps, first, {tp: "?" for tp in short})
             for tp, (start, _) in gaps.items():
                 reader.seek(tp, start)
             remaining = dict(gaps)
@@ -391,6 +416,13 @@ class Runner:
                 chunk = [r for tp, recs in got.items() for r in recs if r.offset < gaps[tp][1]]
                 if chunk:
                     await self._process(chunk, replay=True)
+                # Where the log ends is the high watermark a fetch reports: ListOffsets(latest)
+                # is not trusted, Tansu answers it with the base offset of the last batch + 1.
+                ends = {tp: reader.highwater(tp) for tp in remaining if not got.get(tp)}
+                short = [tp for tp, hw in ends.items()
+                         if hw is not None and hw <= await reader.position(tp) < gaps[tp][1]]
+                if short:
+                    await self._incomplete(short, gaps, first, ends)
                 for tp in list(remaining):
                     if await reader.position(tp) >= gaps[tp][1]:
                         remaining.pop(tp)
@@ -565,7 +597,8 @@ class Runner:
                 if o.topic == topics.OPS_DEAD_LETTERS:
                     self.metrics.dead_letters.labels(code=json.loads(o.value)["error_code"]).inc()
             figures = getattr(self.service, "figures", None)
-            if figures is not None:
+            if figures is not None and time.monotonic() - self._figures_at >= 1.0:  # metrics only
+                self._figures_at = time.monotonic()
                 metrics.set_figures(figures())
         faults.point("after_commit")
         return (self.version, ctx.out) if extra.outbox else None

@@ -5,10 +5,19 @@ import os
 from dataclasses import dataclass, field
 from datetime import date
 
+from shared.topics import PERSONAL_DATA_RETENTION_DAYS
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
+
+
+def _retention(text: str) -> int:
+    days = int(text)
+    if days <= 14:
+        raise SystemExit(f"PERSONAL_DATA_RETENTION_DAYS={days}: must be more than 14, the request window")
+    return days
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,11 @@ class Settings:
     # the duplicate filter remembers event ids this long (event time); beyond it the offsets
     # and the state keep effects idempotent. Longer than the longest clock (the 90-day hold).
     dedupe_horizon_days: int = 120
-    replay_chunk: int = 2000
+    # records per committed chunk of a catch-up replay: small enough that the lease keeper
+    # runs between chunks even for matching's heaviest records
+    replay_chunk: int = 500
+    # names and dates of birth are kept this long after landing (transfer's particulars)
+    personal_data_retention_days: int = PERSONAL_DATA_RETENTION_DAYS
     # scheme rules
     rule_version: str = "oioo-rules-1.0"
     default_cap: int = 50
@@ -50,6 +63,8 @@ class Settings:
     scheme_start: date = date(2025, 8, 6)
     scheme_end: date = date(2026, 6, 11)
     imbalance_margin: int = 10
+    # "A return request must reach France within 14 days of the person landing."
+    request_window_days: int = 14
     # "production" turns on shared.security.check_production: no development keys, TLS and
     # SASL required. Anything else is development.
     oioo_env: str = "development"
@@ -89,6 +104,8 @@ class Settings:
             stop_grace_s=float(_env("STOP_GRACE_S", str(d.stop_grace_s))),
             dedupe_horizon_days=int(_env("DEDUPE_HORIZON_DAYS", str(d.dedupe_horizon_days))),
             replay_chunk=int(_env("REPLAY_CHUNK", str(d.replay_chunk))),
+            personal_data_retention_days=_retention(_env("PERSONAL_DATA_RETENTION_DAYS",
+                                                         str(d.personal_data_retention_days))),
             session_timeout_ms=int(_env("KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
             rule_version=_env("RULE_VERSION", d.rule_version),
             default_cap=int(_env("DEFAULT_WEEKLY_CAP", str(d.default_cap))),
@@ -96,6 +113,7 @@ class Settings:
             scheme_start=date.fromisoformat(_env("SCHEME_START", d.scheme_start.isoformat())),
             scheme_end=date.fromisoformat(_env("SCHEME_END", d.scheme_end.isoformat())),
             imbalance_margin=int(_env("IMBALANCE_MARGIN", str(d.imbalance_margin))),
+            request_window_days=int(_env("REQUEST_WINDOW_DAYS", str(d.request_window_days))),
             oioo_env=_env("OIOO_ENV", d.oioo_env).strip().lower(),
             kafka_security_protocol=_env("KAFKA_SECURITY_PROTOCOL", d.kafka_security_protocol).upper(),
             kafka_sasl_mechanism=_env("KAFKA_SASL_MECHANISM", d.kafka_sasl_mechanism).upper(),

@@ -28,6 +28,7 @@ OPS_DEAD_LETTERS = "ops.dead-letters.v1"
 
 # Internal (one straight path: intake -> enforcement -> matching -> transfer/enforcement)
 INTAKE_ACCEPTED = "internal.intake.accepted.v1"
+INTAKE_PARTICULARS = "internal.intake.particulars.v1"
 ENFORCEMENT_SCREENED = "internal.enforcement.screened.v1"
 MATCHING_INSTRUCTIONS = "internal.matching.instructions.v1"
 
@@ -49,6 +50,9 @@ INBOUND_EVENT_TYPES: dict[str, frozenset[str]] = {
 INBOUND_TOPICS: tuple[str, ...] = tuple(INBOUND_EVENT_TYPES)
 
 FOREVER = -1
+# Names and dates of birth are kept this long after landing: a return may be requested only
+# within 14 days of landing, so 30 days covers every request with room for late delivery.
+PERSONAL_DATA_RETENTION_DAYS = 30
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
@@ -88,6 +92,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(OPS_AUDIT, 3),
     TopicSpec(OPS_DEAD_LETTERS, 1, retention_ms=30 * 24 * 3600 * 1000),
     TopicSpec(INTAKE_ACCEPTED, 1, internal=True),
+    # An arrival's particulars, by arrival_id, for transfer alone; they expire with the personal
+    # data retention period (README, "Personal data"): this topic is not kept forever.
+    TopicSpec(INTAKE_PARTICULARS, 1, retention_ms=PERSONAL_DATA_RETENTION_DAYS * 24 * 3600 * 1000, internal=True),
     TopicSpec(ENFORCEMENT_SCREENED, 1, internal=True),
     TopicSpec(MATCHING_INSTRUCTIONS, 1, internal=True),
 )

@@ -45,6 +45,7 @@ scram enforcement
 scram matching
 scram transfer
 scram topics
+scram audit
 scram terminals
 scram casework
 scram portal
@@ -54,6 +55,7 @@ scram immigration-enforcement
 scram operators
 scram monitoring
 
+allow audit literal Read --topic internal.enforcement.screened.v1 --topic internal.intake.particulars.v1 --topic liaison.uk.admission-notices.v1 --topic liaison.uk.return-requests.v1 --topic ops.audit.v1
 allow casework literal Read --topic enforcement.bans.v1 --topic ops.audit.v1
 allow casework literal Write --topic casework.updates.v1
 allow casework prefixed Read --group casework-
@@ -64,7 +66,7 @@ allow french-liaison literal Write --topic liaison.fr.decisions.v1
 allow french-liaison prefixed Read --group french-liaison- --topic liaison.uk.
 allow immigration-enforcement literal Write --topic enforcement.illegal-working.v1
 allow intake literal Read --group oioo-intake --topic admissions.applications.v1 --topic border.arrivals.v1 --topic casework.updates.v1 --topic enforcement.illegal-working.v1 --topic liaison.fr.decisions.v1 --topic ops.control.v1 --topic transfers.movements.v1
-allow intake literal Write --topic internal.intake.accepted.v1 --topic ops.alerts.v1 --topic ops.dead-letters.v1
+allow intake literal Write --topic internal.intake.accepted.v1 --topic internal.intake.particulars.v1 --topic ops.alerts.v1 --topic ops.dead-letters.v1
 allow matching literal Read --group oioo-matching --topic internal.enforcement.screened.v1
 allow matching literal Write --topic internal.matching.instructions.v1 --topic ops.alerts.v1 --topic ops.audit.v1 --topic ops.balance.v1 --topic ops.dead-letters.v1
 allow monitoring literal Read --topic ops.alerts.v1 --topic ops.balance.v1
@@ -74,9 +76,9 @@ allow operators literal Write --topic ops.control.v1
 allow operators prefixed Read --group operators-
 allow portal literal Write --topic admissions.applications.v1
 allow terminals literal Write --topic border.arrivals.v1
-allow topics literal Create --topic admissions.applications.v1 --topic border.arrivals.v1 --topic casework.updates.v1 --topic enforcement.bans.v1 --topic enforcement.illegal-working.v1 --topic internal.enforcement.screened.v1 --topic internal.intake.accepted.v1 --topic internal.matching.instructions.v1 --topic liaison.fr.decisions.v1 --topic liaison.uk.admission-notices.v1 --topic liaison.uk.return-requests.v1 --topic ops.alerts.v1 --topic ops.audit.v1 --topic ops.balance.v1 --topic ops.control.v1 --topic ops.dead-letters.v1 --topic transfers.movements.v1
-allow topics literal Describe --topic admissions.applications.v1 --topic border.arrivals.v1 --topic casework.updates.v1 --topic enforcement.bans.v1 --topic enforcement.illegal-working.v1 --topic internal.enforcement.screened.v1 --topic internal.intake.accepted.v1 --topic internal.matching.instructions.v1 --topic liaison.fr.decisions.v1 --topic liaison.uk.admission-notices.v1 --topic liaison.uk.return-requests.v1 --topic ops.alerts.v1 --topic ops.audit.v1 --topic ops.balance.v1 --topic ops.control.v1 --topic ops.dead-letters.v1 --topic transfers.movements.v1
-allow transfer literal Read --group oioo-transfer --topic internal.matching.instructions.v1
+allow topics literal Create --topic admissions.applications.v1 --topic border.arrivals.v1 --topic casework.updates.v1 --topic enforcement.bans.v1 --topic enforcement.illegal-working.v1 --topic internal.enforcement.screened.v1 --topic internal.intake.accepted.v1 --topic internal.intake.particulars.v1 --topic internal.matching.instructions.v1 --topic liaison.fr.decisions.v1 --topic liaison.uk.admission-notices.v1 --topic liaison.uk.return-requests.v1 --topic ops.alerts.v1 --topic ops.audit.v1 --topic ops.balance.v1 --topic ops.control.v1 --topic ops.dead-letters.v1 --topic transfers.movements.v1
+allow topics literal Describe --topic admissions.applications.v1 --topic border.arrivals.v1 --topic casework.updates.v1 --topic enforcement.bans.v1 --topic enforcement.illegal-working.v1 --topic internal.enforcement.screened.v1 --topic internal.intake.accepted.v1 --topic internal.intake.particulars.v1 --topic internal.matching.instructions.v1 --topic liaison.fr.decisions.v1 --topic liaison.uk.admission-notices.v1 --topic liaison.uk.return-requests.v1 --topic ops.alerts.v1 --topic ops.audit.v1 --topic ops.balance.v1 --topic ops.control.v1 --topic ops.dead-letters.v1 --topic transfers.movements.v1
+allow transfer literal Read --group oioo-transfer --topic internal.intake.particulars.v1 --topic internal.matching.instructions.v1
 allow transfer literal Write --topic liaison.uk.admission-notices.v1 --topic liaison.uk.return-requests.v1 --topic ops.alerts.v1 --topic ops.audit.v1 --topic ops.dead-letters.v1
 
 echo "kafka users and ACLs are in place"

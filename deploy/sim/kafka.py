@@ -18,16 +18,11 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.ops.health import GROUP_INPUTS
 from shared import topics
 from shared.signing import Keyring, signed_headers
 
-GROUP_INPUTS: dict[str, tuple[str, ...]] = {
-    "oioo-intake": topics.INBOUND_TOPICS,
-    "oioo-enforcement": (topics.INTAKE_ACCEPTED, topics.MATCHING_INSTRUCTIONS),
-    "oioo-matching": (topics.ENFORCEMENT_SCREENED,),
-    "oioo-transfer": (topics.MATCHING_INSTRUCTIONS,),
-}
-DEFAULT_GROUPS = ("oioo-intake", "oioo-enforcement", "oioo-matching", "oioo-transfer")
+DEFAULT_GROUPS = tuple(GROUP_INPUTS)
 
 OUTBOUND_TOPICS: tuple[str, ...] = (
     topics.LIAISON_UK_RETURN_REQUESTS, topics.LIAISON_UK_ADMISSION_NOTICES, topics.ENFORCEMENT_BANS,
@@ -206,11 +201,11 @@ class Sent:
 
 
 class SignedPublisher:
-    def __init__(self, bootstrap: str, keyring: Keyring, linger_ms: int = 5):
+    def __init__(self, bootstrap: str, keyring: Keyring, linger_ms: int = 5, request_timeout_ms: int = 40000):
         self.keyring = keyring
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
                                          enable_idempotence=False, linger_ms=linger_ms,
-                                         max_batch_size=256 * 1024)
+                                         max_batch_size=256 * 1024, request_timeout_ms=request_timeout_ms)
         self._pending: list[asyncio.Future] = []
 
     async def start(self) -> None:

@@ -16,7 +16,7 @@ from aiokafka import ConsumerRecord
 
 from services.enforcement import rules
 from shared import topics
-from shared.events.inbound import ANY_INBOUND, subject_of
+from shared.events.inbound import ANY_IN_HOUSE, subject_of
 from shared.events.internal import AcceptedEvent, Instruction, Screening, ScreenedEvent
 from shared.events.outbound import AsylumBanRecorded, Decision
 from shared.ids import derived_id
@@ -66,7 +66,7 @@ class Enforcement(Service):
         # Intake wrote it, so an unreadable one is our own bug: raising dead-letters it
         # (processing_error) without quoting the value.
         envelope = AcceptedEvent.model_validate_json(rec.value or b"")
-        event = ANY_INBOUND.validate_python(envelope.event)
+        event = ANY_IN_HOUSE.validate_python(envelope.event)
         if not ctx.first_time(str(event.event_id), event.occurred_at):
             return
         self._advance(event.occurred_at, ctx)

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from aiokafka import ConsumerRecord
 
-from services.intake.rules import Accepted, screen
+from services.intake.rules import Accepted, screen, split_particulars
 from shared import topics
 from shared.events.inbound import subject_of
 from shared.events.internal import AcceptedEvent
@@ -24,7 +24,7 @@ MAX_KEY_BYTES = 1024
 class Intake(Service):
     name = "intake"
     input_topics = topics.INBOUND_TOPICS
-    output_topics = (topics.INTAKE_ACCEPTED, topics.OPS_DEAD_LETTERS, topics.OPS_ALERTS)
+    output_topics = (topics.INTAKE_ACCEPTED, topics.INTAKE_PARTICULARS, topics.OPS_DEAD_LETTERS, topics.OPS_ALERTS)
 
     def __init__(self, keyring: Keyring):
         self.keyring = keyring
@@ -53,8 +53,11 @@ class Intake(Service):
         if self.now is None or event.occurred_at > self.now:
             self.now = event.occurred_at
             ctx.changes.put("meta", {"now": self.now.isoformat()})
+        particulars, document = split_particulars(event, result.document)
+        if particulars is not None:
+            ctx.emit(topics.INTAKE_PARTICULARS, particulars.arrival_id, particulars.model_dump_json().encode())
         envelope = AcceptedEvent(source_topic=rec.topic, source_partition=rec.partition,
-                                 source_offset=rec.offset, event=result.document)
+                                 source_offset=rec.offset, event=document)
         # Keyed by what the body says it is about: the producer's key may disagree with it.
         ctx.emit(topics.INTAKE_ACCEPTED, subject_of(event), envelope.model_dump_json().encode())
 

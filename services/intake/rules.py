@@ -10,7 +10,8 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from shared.events.base import Event
-from shared.events.inbound import TOPIC_ADAPTERS
+from shared.events.inbound import TOPIC_ADAPTERS, ArrivalRecorded
+from shared.events.internal import ArrivalParticulars
 from shared.limits import FUTURE_TOLERANCE, MAX_DEPTH, MAX_VALUE_BYTES, json_depth
 from shared.signing import Keyring, verify
 from shared.topics import INBOUND_EVENT_TYPES
@@ -117,3 +118,22 @@ def describe(exc: ValidationError) -> str:
         loc = ".".join(str(p)[:64] for p in err["loc"] if not isinstance(p, int)) or "(value)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+# Names and dates of birth go to transfer alone (for France); enforcement and matching decide
+# without them.
+PERSONAL_FIELDS = ("family_name", "given_names", "date_of_birth")
+
+
+def split_particulars(event: Event, document: dict) -> tuple[ArrivalParticulars | None, dict]:
+    """An accepted arrival's particulars (for transfer), and the document without the personal
+    fields (for the house). Other events pass whole."""
+    if not isinstance(event, ArrivalRecorded):
+        return None, document
+    particulars = ArrivalParticulars(
+        arrival_id=event.arrival_id, occurred_at=event.occurred_at.isoformat(),
+        family_name=event.family_name, given_names=event.given_names,
+        date_of_birth=event.date_of_birth.isoformat() if event.date_of_birth else None,
+        nationality=event.nationality, landed_at=event.landed_at.isoformat(),
+        landing_point=event.landing_point, vessel_ref=event.vessel_ref)
+    return particulars, {k: v for k, v in document.items() if k not in PERSONAL_FIELDS}

@@ -39,13 +39,19 @@ def expression_of_interest(x: "Exchange", e: ev.ExpressionOfInterestSubmitted, s
     replay_deferred(x, f"p:{seat.application_id}")
 
 
-def application_vetted(x: "Exchange", e: ev.ApplicationVetted, s: Screening) -> None:
+def _seat_or_defer(x: "Exchange", e: ev.ApplicationVetted | ev.ApplicationWithdrawn, s: Screening) -> Seat | None:
+    """The seat an event is about; a retired one ignores it, an unknown one defers it."""
     seat = x.repo.seats.get(e.application_id)
     if seat is None and e.application_id in x.repo.closed_seats:
         x.decide(e.application_id, "ignored", [f"application_{x.repo.closed_seats[e.application_id]}"])
-        return
-    if seat is None:
+    elif seat is None:
         defer(x, f"p:{e.application_id}", e.application_id, e, s, "application_not_yet_submitted")
+    return seat
+
+
+def application_vetted(x: "Exchange", e: ev.ApplicationVetted, s: Screening) -> None:
+    seat = _seat_or_defer(x, e, s)
+    if seat is None:
         return
     if seat.status != "waiting":
         x.decide(seat.application_id, "ignored", [f"application_{seat.status}"])
@@ -79,12 +85,8 @@ def announce(x: "Exchange", seat: Seat) -> None:
 
 
 def application_withdrawn(x: "Exchange", e: ev.ApplicationWithdrawn, s: Screening) -> None:
-    seat = x.repo.seats.get(e.application_id)
-    if seat is None and e.application_id in x.repo.closed_seats:
-        x.decide(e.application_id, "ignored", [f"application_{x.repo.closed_seats[e.application_id]}"])
-        return
+    seat = _seat_or_defer(x, e, s)
     if seat is None:
-        defer(x, f"p:{e.application_id}", e.application_id, e, s, "application_not_yet_submitted")
         return
     if seat.status in ("withdrawn", "refused", "offered", "arrived"):
         x.decide(seat.application_id, "ignored", [f"application_{seat.status}"])

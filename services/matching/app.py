@@ -14,19 +14,21 @@ from aiokafka import ConsumerRecord
 
 from services.matching import events as de
 from services.matching.exchange import Exchange
+from services.matching.week import Week
 from shared import topics
-from shared.events.inbound import ANY_INBOUND
+from shared.events.inbound import ANY_IN_HOUSE
 from shared.events.internal import Instruction, ScreenedEvent
 from shared.events.outbound import Alert, Decision, WeeklyBalance
 from shared.ids import derived_id
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
 from shared.store import QuotaChange, Snapshot
+from shared.timeutil import iso_week
 
 PRODUCER = "oioo-matching"
 # Enforcement keeps biometrics to itself and strips them; the models still want the field.
 NO_BIOMETRIC = "0" * 64
-BIOMETRIC_EVENTS = frozenset({"ArrivalRecorded", "ApplicationVetted", "IllegalWorkingEncounter"})
+BIOMETRIC_EVENTS = frozenset({"ApplicationVetted", "IllegalWorkingEncounter"})
 
 
 class Matching(Service):
@@ -38,6 +40,19 @@ class Matching(Service):
         self.settings = settings
         self.exchange = Exchange(settings)
 
+    def figures(self) -> list[tuple[str, dict[str, str], float]]:
+        """This week's pairs and room, open blockers by reason, holds: for the metrics."""
+        repo = self.exchange.repo
+        if repo.ledger.now is None:
+            return []
+        name = iso_week(repo.ledger.now)
+        week = repo.weeks.get(name) or Week(week=name)
+        blockers = Counter(r for c in repo.cases.values() if c.status == "blocked" for r in c.last_reasons)
+        return [("oioo_week_pairs_formed", {"week": name}, week.live_pairs),
+                ("oioo_week_cap_remaining", {"week": name}, week.room(self.settings.default_cap)),
+                *(("oioo_open_blockers", {"reason": r}, n) for r, n in sorted(blockers.items())),
+                ("oioo_holds", {}, sum(1 for c in repo.cases.values() if c.on_hold))]
+
     def restore(self, snapshot: Snapshot) -> None:
         self.exchange.load(snapshot.records, getattr(snapshot, "quota", None))
 
@@ -47,7 +62,7 @@ class Matching(Service):
         document = dict(screened.event)
         if document.get("event_type") in BIOMETRIC_EVENTS:
             document.setdefault("biometric_id", NO_BIOMETRIC)
-        event = ANY_INBOUND.validate_python(document)
+        event = ANY_IN_HOUSE.validate_python(document)
         cause = str(event.event_id)
         if not ctx.first_time(cause, when=event.occurred_at):
             return

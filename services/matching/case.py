@@ -20,7 +20,6 @@ class Case(Record):
     departed_from: str
     claimed_minor: bool
     asylum_claimed: bool
-    particulars: dict | None  # what a readmission request needs; dropped once the case is over
     recorded_at: datetime | None = None  # the ArrivalRecorded's own time
     same_person: list[str] = field(default_factory=list)  # the person's other arrivals
     reentrant: bool = False
@@ -51,9 +50,10 @@ class Case(Record):
             reentrant=self.reentrant, scheme_start=scheme_start,
         )
 
-    def judge(self, scheme_start: date, now: datetime, first: bool = False) -> rules.Verdict:
+    def judge(self, scheme_start: date, now: datetime, first: bool = False,
+              window_days: int = rules.REQUEST_WINDOW.days) -> rules.Verdict:
         return rules.judge_case(self.facts(scheme_start), status=self.status, on_hold=self.on_hold,
-                                last_reasons=self.last_reasons, now=now, first=first)
+                                last_reasons=self.last_reasons, now=now, first=first, window_days=window_days)
 
     @property
     def queued(self) -> bool:
@@ -84,7 +84,6 @@ class Case(Record):
     def close(self, reasons: tuple[str, ...]) -> None:
         self.status, self.closed_reason, self.last_reasons = "closed", reasons[0], list(reasons)
         self.request_id, self.on_hold = None, False
-        self.particulars = None
 
     def pair_with(self, request_id: str) -> None:
         assert self.ready, "only a ready case is paired"
@@ -105,7 +104,7 @@ class Case(Record):
 
     def returned(self, request_id: str, at: datetime) -> None:
         self.status, self.executed_request_id, self.executed_at = "returned", request_id, at
-        self.request_id, self.on_hold, self.particulars = None, False, None
+        self.request_id, self.on_hold = None, False
 
     def link(self, arrival_id: str) -> None:
         if arrival_id != self.arrival_id and arrival_id not in self.same_person:

@@ -34,7 +34,7 @@ def replay_deferred(x: "Exchange", key: str) -> None:
     quiet, x.quiet = x.quiet, key.startswith("a:")  # the arrival's first assessment speaks for them
     try:
         for item in items:
-            x.dispatch(ev.ANY_INBOUND.validate_python(item["event"]), Screening(**item.get("screening", {})))
+            x.dispatch(ev.ANY_IN_HOUSE.validate_python(item["event"]), Screening(**item.get("screening", {})))
     finally:
         x.quiet = quiet
 

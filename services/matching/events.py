@@ -80,7 +80,6 @@ class ReturnRequestOrdered(Instruction):
     name: ClassVar[str] = "RequestReturn"
     request_id: str
     arrival_id: str
-    particulars: dict
     reply_due_by: str
     week: str
 

@@ -145,7 +145,8 @@ class Exchange:
         else:
             self.returns.remove(case.arrival_id)
         if case.queued:
-            self.deadlines.at(rules.request_window_closes(case.landed_at), "window", case.arrival_id)
+            self.deadlines.at(rules.request_window_closes(case.landed_at, self.settings.request_window_days), "window",
+                              case.arrival_id)
         self.repo.retire_case(case)
 
     def seat_changed(self, seat: Seat, touch: bool = True) -> None:

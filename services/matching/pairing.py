@@ -70,7 +70,6 @@ def form_pair(x: "Exchange", case: Case, seat: Seat, week_name: str, unit: rules
     x.decide(case.arrival_id, "paired", case_reasons + ["within_weekly_cap", f"week_{week_name}"])
     seat_in(x, pair, seat, seat_reasons + ["within_weekly_cap"])
     x.order(ReturnRequestOrdered(request_id=request_id, arrival_id=case.arrival_id,
-                                 particulars=dict(case.particulars or {}),
                                  reply_due_by=rules.reply_overdue_at(now).isoformat(), week=week_name))
     for due, kind in pair.reply_deadlines():
         x.deadlines.at(due, kind, request_id)
@@ -118,7 +117,7 @@ def close_case(x: "Exchange", case: Case, reasons: tuple[str, ...]) -> None:
 
 def assess(x: "Exchange", case: Case, first: bool = False) -> None:
     """Re-read a case after anything about it changed, and say so when its standing moved."""
-    verdict = case.judge(x.settings.scheme_start, x.now, first)
+    verdict = case.judge(x.settings.scheme_start, x.now, first, x.settings.request_window_days)
     reasons = verdict.reasons
     if verdict.kind == "close":
         close_case(x, case, reasons)

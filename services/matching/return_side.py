@@ -18,19 +18,13 @@ if TYPE_CHECKING:
     from services.matching.exchange import Exchange
 
 
-def arrival_recorded(x: "Exchange", e: ev.ArrivalRecorded, s: Screening) -> None:
+def arrival_recorded(x: "Exchange", e: ev.ArrivalInHouse, s: Screening) -> None:
     if x.repo.known_arrival(e.arrival_id):
         x.decide(e.arrival_id, "ignored", ["arrival_already_recorded"])
         return
     case = Case(
         arrival_id=e.arrival_id, landed_at=e.landed_at, recorded_at=e.occurred_at, departed_from=e.departed_from,
         claimed_minor=e.claimed_minor, asylum_claimed=e.asylum_claimed,
-        particulars={
-            "family_name": e.family_name, "given_names": e.given_names,
-            "date_of_birth": e.date_of_birth.isoformat() if e.date_of_birth else None,
-            "nationality": e.nationality, "landed_at": e.landed_at.isoformat(),
-            "landing_point": e.landing_point, "vessel_ref": e.vessel_ref,
-        },
     )
     x.repo.cases[case.arrival_id] = case
     x.repo.touch(f"case:{case.arrival_id}")
@@ -79,7 +73,7 @@ def rejudge_later_arrivals(x: "Exchange", returned: Case) -> None:
 
 def window_closes(x: "Exchange", arrival_id: str, due: datetime) -> None:
     case = x.repo.cases.get(arrival_id)
-    if case is not None and case.queued and not rules.within_window(case.landed_at, x.now):
+    if case is not None and case.queued and not rules.within_window(case.landed_at, x.now, x.settings.request_window_days):
         close_case(x, case, ("request_window_expired",))
 
 
@@ -157,7 +151,7 @@ def person_detained(x: "Exchange", e: ev.PersonDetained, s: Screening) -> None:
 
 
 HANDLERS: dict[type, Callable] = {
-    ev.ArrivalRecorded: arrival_recorded,
+    ev.ArrivalInHouse: arrival_recorded,
     ev.AsylumClaimDecided: asylum_claim_decided,
     ev.ProtectionClaimLodged: lambda x, e, s: _claim(x, e, "protection_claims", e.claim_id, None),
     ev.ProtectionClaimResolved: lambda x, e, s: _claim(x, e, "protection_claims", e.claim_id, e.outcome),

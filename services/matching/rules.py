@@ -81,14 +81,15 @@ def blockers(c: CaseFacts) -> list[str]:
     return found
 
 
-def request_window_closes(landed_at: datetime) -> datetime:
+def request_window_closes(landed_at: datetime, window_days: int = REQUEST_WINDOW.days) -> datetime:
     """"A return request must reach France within 14 days of the person landing."
-    Allowed only while now < landed_at + 14 d."""
-    return landed_at + REQUEST_WINDOW
+    Allowed only while now < landed_at + 14 d (`window_days`: Settings.request_window_days,
+    so `oioo whatif --window-days` can ask what another window would have done)."""
+    return landed_at + timedelta(days=window_days)
 
 
-def within_window(landed_at: datetime, now: datetime) -> bool:
-    return now < request_window_closes(landed_at)
+def within_window(landed_at: datetime, now: datetime, window_days: int = REQUEST_WINDOW.days) -> bool:
+    return now < request_window_closes(landed_at, window_days)
 
 
 def hold_limit(landed_at: datetime) -> datetime:
@@ -148,7 +149,7 @@ class Verdict:
 
 
 def judge_case(c: CaseFacts, *, status: str, on_hold: bool, last_reasons: Sequence[str], now: datetime,
-               first: bool = False) -> Verdict:
+               first: bool = False, window_days: int = REQUEST_WINDOW.days) -> Verdict:
     """Re-read a case after anything about it changed.
 
     A queued case: a permanent bar closes it; past its window it closes
@@ -162,7 +163,7 @@ def judge_case(c: CaseFacts, *, status: str, on_hold: bool, last_reasons: Sequen
     if status in ("waiting", "blocked"):
         if bars:
             return Verdict("close", tuple(bars))
-        if not within_window(c.landed_at, now):
+        if not within_window(c.landed_at, now, window_days):
             return Verdict("close", ("request_window_expired",))
         if found:
             said = not first and status == "blocked" and list(found) == list(last_reasons)

@@ -25,6 +25,9 @@ from services.ops import figures, health, stack_env
 from services.ops.control import Refused, control_event, operator_key, publish_control, send
 from services.ops.report import write_report
 from services.ops.topics_reader import read_all, read_one, latest_time
+from services.ops import whatif as wi
+from services.ops.whatif_history import DEMO_HISTORY, BadHistory, load_history, read_history, write_history
+from shared.settings import Settings
 from shared import topics as T
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -46,6 +49,8 @@ class Fail(Exception):
 
 
 def _env(ctx: typer.Context) -> dict[str, str]:
+    if ctx.obj.get("env") is None:
+        raise Fail(ctx.obj["no_stack"])
     return ctx.obj["env"]
 
 
@@ -75,7 +80,8 @@ def main_options(ctx: typer.Context,
     try:
         ctx.obj = {"env": stack_env.load(env)}
     except stack_env.NoStack as exc:
-        raise Fail(str(exc)) from None
+        # said when a command needs the stack: `whatif --input FILE` does not
+        ctx.obj = {"env": None, "no_stack": str(exc)}
 
 
 # --------------------------------------------------------------------------- status
@@ -267,6 +273,86 @@ def report(ctx: typer.Context, first: str = typer.Option(..., "--from", help="fi
     if not written.weeks:
         err.print(f"no WeeklyBalance was published for {first}..{last}; the report is empty")
     out.print(f"{len(written.weeks)} week(s) written: {written.csv} and {written.png}")
+
+
+# --------------------------------------------------------------------------- what-if
+
+def _read_history(bootstrap: str):
+    """The history now, and a word if matching or transfer has not caught up with its input:
+    what they have still to decide is in the input but not yet published."""
+    async def gather():
+        history = await read_history(bootstrap)
+        groups = {g: t for g, t in health.GROUP_INPUTS.items() if g in ("oioo-matching", "oioo-transfer")}
+        try:
+            lag = await health.consumer_lag(bootstrap, groups)
+        except (KafkaError, TimeoutError, OSError):
+            lag = []
+        return history, lag
+
+    history, lag = asyncio.run(gather())
+    for g in lag:
+        if g.lag:
+            err.print(f"{g.group} has {g.lag} record(s) of its input not yet committed: it may still be deciding "
+                      "them, and the baseline check would find their effects extra; try again once it is idle")
+    return history
+
+
+@app.command("export-history")
+def export_history(ctx: typer.Context, out_file: Path = typer.Option(..., "--out", help="JSON-lines file to write")):
+    """Matching's recorded input and what was published (audit, liaison.uk), for `whatif --input`."""
+    history = _read_history(_env(ctx)["KAFKA_BOOTSTRAP_SERVERS"])
+    n = write_history(out_file, history)
+    out.print(f"{n} record(s) written to {out_file}: {len(history.inputs)} input, {len(history.published)} "
+              "published (the file holds personal data as the topics do: it is readable by its owner only)",
+              highlight=False)
+
+
+def _history(ctx: typer.Context, input_file: Path | None):
+    if input_file is not None:
+        try:
+            return load_history(input_file)
+        except OSError as exc:
+            raise Fail(f"--input {input_file}: {exc.strerror}") from None
+        except BadHistory as exc:
+            raise Fail(str(exc)) from None
+    if ctx.obj.get("env") is None and DEMO_HISTORY.exists():
+        err.print(f"no running stack: replaying the demo's history, {DEMO_HISTORY} (written by `make demo`)")
+        return load_history(DEMO_HISTORY)
+    return _read_history(_env(ctx)["KAFKA_BOOTSTRAP_SERVERS"])
+
+
+@app.command()
+def whatif(ctx: typer.Context,
+           input_file: Optional[Path] = typer.Option(None, "--input", help="history file from `oioo export-history`"),
+           cap: Optional[int] = typer.Option(None, "--cap", help="every week's cap (WeeklyCapSet overridden)"),
+           cap_week: list[str] = typer.Option([], "--cap-week", help="WEEK=N, e.g. 2025-W41=30 (repeatable)"),
+           priority: Optional[str] = typer.Option(None, "--priority", help="priority nationalities, e.g. ERI,AFG"),
+           scheme_end: Optional[str] = typer.Option(None, "--scheme-end", help="the scheme's last day, YYYY-MM-DD"),
+           window_days: Optional[int] = typer.Option(None, "--window-days", help="the request window, in days"),
+           rule_version: Optional[str] = typer.Option(None, "--rule-version", help="rule set (only one exists)"),
+           first: Optional[str] = typer.Option(None, "--from", help="first ISO week compared"),
+           last: Optional[str] = typer.Option(None, "--to", help="last ISO week compared"),
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="directory for the CSVs and the PNG"),
+           limit: int = typer.Option(50, "--limit", help="people listed on the terminal (the CSV has all)")):
+    """Replay the recorded history under the settings in force (must reproduce what was published)
+    and under other rules, and show what would change."""
+    try:
+        options = wi.Options(
+            cap=cap, cap_weeks=wi.cap_weeks(cap_week),
+            priority=wi.priority(priority) if priority is not None else None,
+            scheme_end=wi.day(scheme_end, "--scheme-end") if scheme_end else None,
+            window_days=window_days, rule_version=rule_version,
+            first=wi.week(first, "--from") if first else None, last=wi.week(last, "--to") if last else None,
+            out_dir=out_dir, limit=limit)
+        wi.scenario(Settings.from_env(), options)  # refuse a bad option before reading anything
+    except wi.Refused as exc:
+        raise Fail(str(exc)) from None
+    history = _history(ctx, input_file)
+    if not history.inputs:
+        raise Fail("the history holds no record of internal.enforcement.screened.v1: nothing to replay")
+    code = wi.run(history, options, Settings.from_env(), out)
+    if code:
+        raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from shared.ids import derived_id
 
 REQUEST_REASON = "request_"
-_MAX_EFFECTS = 400
 
 READABLE = {
     "no_open_blocker": "no open blocker",
@@ -190,7 +189,9 @@ class Audit:
                                  if r not in chain.requests)
         entries = [e for s in (*chain.arrivals, *chain.applications, *chain.requests)
                    for e in self.by_subject.get(s, [])]
-        chain.entries = in_order(entries)
+        roles = {**dict.fromkeys(chain.arrivals, "arrival"), **dict.fromkeys(chain.applications, "application"),
+                 **dict.fromkeys(chain.requests, "request")}
+        chain.entries = in_order(entries, roles)
         return chain
 
 
@@ -202,22 +203,29 @@ def _unique(items: Iterable[str]) -> list[str]:
     return out
 
 
-def effect_index(doc: dict) -> int | None:
-    """Where this Decision stood among the effects its cause produced, recovered from its id:
-    matching's are derived_id(cause, "effect", n); transfer's and enforcement's are derived
-    from the instruction matching gave them, itself effect n of the cause, and they were taken
-    after everything matching decided for that cause."""
-    cause, event_id = str(doc.get("caused_by")), str(doc.get("event_id"))
-    for n in range(_MAX_EFFECTS):
-        effect = derived_id(cause, "effect", n)
-        if str(effect) == event_id:
-            return n
-        if str(derived_id(effect, "decision")) == event_id:
-            return _MAX_EFFECTS + n
-    return None
+# Within one cause, the scheme's own order: what happened to the request, the case's and the
+# seat's standing, a new pair (the case, then its seat), then what transfer and enforcement did
+# with matching's instructions (they act after matching is done with the cause). Matching's ids
+# name what they are about, not a position, so the order is read from the decisions themselves.
+STAGE = {
+    "accepted": 0, "refused": 0, "executed": 0, "failed": 0, "held": 0, "hold_lifted": 0, "withdrawn": 0,
+    "reentry_detected": 0, "illegal_working_match": 0, "cap_set": 0, "admissions_paused": 0,
+    "admissions_resumed": 0,
+    "blocked": 1, "eligible": 1, "ineligible": 1, "recorded": 1, "ignored": 1, "deferred": 1,
+    "requeued": 2, "refused_admission": 2,
+    "paired": 3,
+    "offered": 4, "admitted": 4,
+}
+ROLE = {"arrival": 0, "application": 1, "request": 2}
 
 
-def in_order(entries: Iterable[Entry]) -> list[Entry]:
+def causal_rank(doc: dict, role: str) -> tuple[int, int, int]:
+    return (0 if doc.get("producer") == "oioo-matching" else 1, STAGE.get(str(doc.get("decision")), 1),
+            ROLE.get(role, 3))
+
+
+def in_order(entries: Iterable[Entry], roles: dict[str, str] | None = None) -> list[Entry]:
+    roles = roles or {}
     unique = {str(e.doc.get("event_id")): e for e in entries}
     listed = sorted(unique.values(), key=lambda e: (e.when, e.partition, e.offset))
     first_seen: dict[str, int] = {}
@@ -225,8 +233,7 @@ def in_order(entries: Iterable[Entry]) -> list[Entry]:
         first_seen.setdefault(str(e.doc.get("caused_by")), i)
 
     def key(e: Entry):
-        n = effect_index(e.doc)
-        return (e.when, first_seen[str(e.doc.get("caused_by"))], n if n is not None else 2 * _MAX_EFFECTS,
+        return (e.when, first_seen[str(e.doc.get("caused_by"))], causal_rank(e.doc, roles.get(e.subject, "")),
                 e.partition, e.offset)
     return sorted(listed, key=key)
 

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.ops.topics_reader import EndOffsets, partitions
-from shared import topics as T
 
 # Each service's consumer group and its input topics (a unit test holds this to the services).
-GROUP_INPUTS: dict[str, tuple[str, ...]] = {
-    "oioo-intake": T.INBOUND_TOPICS,
-    "oioo-enforcement": (T.INTAKE_ACCEPTED, T.MATCHING_INSTRUCTIONS),
-    "oioo-matching": (T.ENFORCEMENT_SCREENED,),
-    "oioo-transfer": (T.MATCHING_INSTRUCTIONS,),
-}
+def _group_inputs() -> dict[str, tuple[str, ...]]:
+    """Each service's consumer group and its input topics, from the service classes."""
+    from deploy.acls import consumer_group, service_inputs
+
+    return {consumer_group(name): topics for name, topics in service_inputs().items()}
+
+
+GROUP_INPUTS: dict[str, tuple[str, ...]] = _group_inputs()
 
 
 @dataclass(frozen=True)

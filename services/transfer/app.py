@@ -12,7 +12,8 @@ from aiokafka import ConsumerRecord
 
 from services.transfer import rules
 from shared import topics
-from shared.events.internal import Instruction
+from services.transfer.particulars import KEY, WAITING, ParticularsBook
+from shared.events.internal import ArrivalParticulars, Instruction
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
 from shared.store import Snapshot
@@ -23,26 +24,56 @@ KINDS = ("RequestReturn", "WithdrawReturn", "OfferAdmission")
 
 class Transfer(Service):
     name = "transfer"
-    input_topics = (topics.MATCHING_INSTRUCTIONS,)
+    input_topics = (topics.MATCHING_INSTRUCTIONS, topics.INTAKE_PARTICULARS)
+    expiring_topics = (topics.INTAKE_PARTICULARS,)
     output_topics = (topics.LIAISON_UK_RETURN_REQUESTS, topics.LIAISON_UK_ADMISSION_NOTICES, topics.OPS_AUDIT)
 
-    def __init__(self) -> None:
+    def __init__(self, retention_days: int = topics.PERSONAL_DATA_RETENTION_DAYS) -> None:
         self.register: dict[str, dict] = {}
+        self.book = ParticularsBook(retention_days)
+        self.now: datetime | None = None
 
     def restore(self, snapshot: Snapshot) -> None:
         self.register = {k: v for k, v in snapshot.records.items()
                          if k.startswith(("request:", "offer:"))}
+        self.book.restore(snapshot.records)
+        now = snapshot.records.get("meta", {}).get("now")
+        self.now = datetime.fromisoformat(now) if now else None
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
-        # Matching wrote it, so an unreadable or unactionable instruction is our own bug:
+        # Intake and matching wrote these, so an unreadable or unactionable one is our own bug:
         # raising dead-letters it (processing_error) without quoting the particulars.
+        if rec.topic == topics.INTAKE_PARTICULARS:
+            particulars = ArrivalParticulars.model_validate_json(rec.value or b"")
+            self._advance(datetime.fromisoformat(particulars.occurred_at), ctx)
+            kept = self.book.keep(particulars, self.now)
+            if kept is not None:
+                ctx.changes.put(*kept)
+                waiting = self.book.release(particulars.arrival_id)
+                if waiting:
+                    ctx.changes.delete(WAITING + particulars.arrival_id)
+                for instruction in waiting:
+                    self._act(instruction, ctx)
+            return
         instruction = Instruction.model_validate_json(rec.value or b"")
         if instruction.kind not in KINDS:
             return  # RecordBan is enforcement's
-        key = rules.register_key(instruction)
-        outcome = rules.decide(self.register.get(key) if key else None, instruction)
         if not ctx.first_time(instruction.instruction_id, datetime.fromisoformat(instruction.occurred_at)):
             return
+        self._advance(datetime.fromisoformat(instruction.occurred_at), ctx)
+        if instruction.kind == "RequestReturn":
+            rules.check_request(instruction)  # a bad one is dead-lettered, not kept waiting
+        if (instruction.kind == "RequestReturn" and not ctx.replay
+                and self.book.of(instruction.arrival_id) is None):
+            ctx.changes.put(*self.book.wait(instruction))
+            log.info("request %s waits for the arrival's particulars", instruction.request_id)
+            return
+        self._act(instruction, ctx)
+
+    def _act(self, instruction: Instruction, ctx: BatchContext) -> None:
+        key = rules.register_key(instruction)
+        particulars = self.book.of(instruction.arrival_id) if instruction.arrival_id else None
+        outcome = rules.decide(self.register.get(key) if key else None, instruction, particulars)
         for p in outcome.publish:
             ctx.emit(p.topic, p.key, p.event)
         if outcome.record is not None:
@@ -51,6 +82,15 @@ class Transfer(Service):
             ctx.changes.put(record_key, record)
         log.info("%s", outcome.note)
 
+    def _advance(self, when: datetime, ctx: BatchContext) -> None:
+        if self.now is not None and when <= self.now:
+            return
+        self.now = when
+        ctx.changes.put("meta", {"now": when.isoformat()})
+        for arrival_id in self.book.expired(when):
+            ctx.changes.delete(KEY + arrival_id)
+
 
 def build(settings: Settings | None = None) -> Runner:
-    return Runner(Transfer(), settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    return Runner(Transfer(settings.personal_data_retention_days), settings)

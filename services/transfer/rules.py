@@ -7,12 +7,13 @@ register holds ids, weeks and times only: the person's particulars go to France 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
 from shared import topics
 from shared.events.base import Event
-from shared.events.internal import Instruction
+from shared.events.internal import Instruction, Particulars
 from shared.events.outbound import AdmissionOffered, Decision, ReturnRequested, ReturnRequestWithdrawn
 from shared.ids import derived_id
 from shared.timeutil import parse_time
@@ -57,10 +58,11 @@ def register_key(instruction: Instruction) -> str | None:
     return None
 
 
-def decide(entry: dict | None, instruction: Instruction) -> Outcome:
-    """The outcome of one instruction, given the register entry it is about (or None)."""
+def decide(entry: dict | None, instruction: Instruction, particulars: Particulars | None = None) -> Outcome:
+    """The outcome of one instruction, given the register entry it is about (or None) and, for
+    a return request, the person's particulars."""
     if instruction.kind == "RequestReturn":
-        return request_return(entry, instruction)
+        return request_return(entry, instruction, particulars)
     if instruction.kind == "WithdrawReturn":
         return withdraw_return(entry, instruction)
     if instruction.kind == "OfferAdmission":
@@ -68,14 +70,19 @@ def decide(entry: dict | None, instruction: Instruction) -> Outcome:
     return Outcome(note=f"kind {instruction.kind} is not transfer's")
 
 
-def request_return(entry: dict | None, instruction: Instruction) -> Outcome:
+def check_request(instruction: Instruction) -> None:
+    """A RequestReturn names its request, the arrival, the reply date and the week."""
+    _require(instruction, "request_id", "arrival_id", "reply_due_by", "week")
+
+
+def request_return(entry: dict | None, instruction: Instruction, p: Particulars | None) -> Outcome:
     """Treaty: a return request must reach France within 14 days of landing (matching checked
-    the window); the UK sends France only what a readmission needs (Art 16). One per request."""
-    _require(instruction, "request_id", "arrival_id", "particulars", "reply_due_by", "week")
+    the window); the UK sends France only what a readmission needs (Art 16). One per request.
+    Without particulars (a replay after they expired) the register is rebuilt and nothing sent."""
+    check_request(instruction)
     if entry is not None and entry.get("requested_by") != instruction.instruction_id:
         return Outcome(note=f"request {instruction.request_id} was already sent")
-    p = instruction.particulars
-    requested = _build(
+    requested = None if p is None else _build(
         ReturnRequested, event_id=instruction.instruction_id, occurred_at=instruction.occurred_at,
         producer=PRODUCER, request_id=instruction.request_id, arrival_id=instruction.arrival_id,
         family_name=p.family_name, given_names=p.given_names, date_of_birth=p.date_of_birth,
@@ -92,7 +99,7 @@ def request_return(entry: dict | None, instruction: Instruction) -> Outcome:
     }
     return Outcome(
         publish=(
-            Publish(topics.LIAISON_UK_RETURN_REQUESTS, instruction.request_id, requested),
+            *([Publish(topics.LIAISON_UK_RETURN_REQUESTS, instruction.request_id, requested)] if requested else []),
             _decision(instruction, instruction.request_id, "requested", ["pair_formed"]),
         ),
         record=(request_key(instruction.request_id), record),
@@ -185,3 +192,9 @@ def _build(model: type[Event], **fields) -> Event:
     except ValidationError as exc:  # pydantic's message would quote the values: name the fields only
         locs = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)})
         raise BadInstruction(f"{model.__name__} rejects {', '.join(locs)}") from None
+
+
+def particulars_expire(landed_at: datetime, retention_days: int) -> datetime:
+    """Personal data is kept only while a request may still need it: a return may be requested
+    only within 14 days of landing, so the particulars go `retention_days` after landing."""
+    return landed_at + timedelta(days=retention_days)

@@ -8,7 +8,7 @@ from pydantic import Field, TypeAdapter
 
 from shared import topics as T
 from shared.events.inbound import TOPIC_ADAPTERS
-from shared.events.internal import AcceptedEvent, Instruction, ScreenedEvent
+from shared.events.internal import AcceptedEvent, ArrivalParticulars, Instruction, ScreenedEvent
 from shared.events.outbound import (AdmissionOffered, Alert, AsylumBanRecorded, DeadLetter, Decision,
                                     ReturnRequested, ReturnRequestWithdrawn, WeeklyBalance)
 
@@ -17,6 +17,7 @@ ReturnRequestMessage = Annotated[Union[ReturnRequested, ReturnRequestWithdrawn],
 # What we publish, by topic (a type FastStream can describe).
 PUBLISHED: dict[str, Any] = {
     T.INTAKE_ACCEPTED: AcceptedEvent,
+    T.INTAKE_PARTICULARS: ArrivalParticulars,
     T.ENFORCEMENT_SCREENED: ScreenedEvent,
     T.MATCHING_INSTRUCTIONS: Instruction,
     T.LIAISON_UK_RETURN_REQUESTS: ReturnRequestMessage,

@@ -11,13 +11,14 @@ from shared.events.base import BiometricId, CountryCode, Event, EventDate, Event
 
 
 # border.arrivals.v1
-class ArrivalRecorded(Inbound):
+class ArrivalInHouse(Inbound):
+    """ArrivalRecorded as it travels inside the house (intake -> enforcement -> matching): the
+    names and date of birth go to transfer alone (internal.intake.particulars.v1), and the
+    biometric stays with enforcement, so matching decides without either."""
+
     event_type: Literal["ArrivalRecorded"]
     arrival_id: Ref
-    biometric_id: BiometricId
-    family_name: str
-    given_names: str
-    date_of_birth: EventDate | None
+    biometric_id: BiometricId | None = None
     nationality: CountryCode
     claimed_minor: bool
     landed_at: EventTime
@@ -26,6 +27,15 @@ class ArrivalRecorded(Inbound):
     departed_from: CountryCode
     rescued_at_sea: bool
     asylum_claimed: bool
+
+
+class ArrivalRecorded(ArrivalInHouse):
+    """As the terminals send it: with the biometric, the names and the date of birth."""
+
+    biometric_id: BiometricId
+    family_name: str
+    given_names: str
+    date_of_birth: EventDate | None
 
 
 # casework.updates.v1
@@ -190,6 +200,14 @@ TOPIC_ADAPTERS: dict[str, TypeAdapter] = {
 
 # Any inbound event, whatever topic it came from (used on the internal topics).
 ANY_INBOUND: TypeAdapter = TypeAdapter(Annotated[InboundEvent, Field(discriminator="event_type")])
+
+
+HouseEvent = Union[
+    ArrivalInHouse, CaseworkEvent, ApplicationEvent, ReturnRequestAnswered, MovementEvent,
+    IllegalWorkingEncounter, ControlEvent,
+]
+# What the internal topics carry after intake (enforcement and matching read these).
+ANY_IN_HOUSE: TypeAdapter = TypeAdapter(Annotated[HouseEvent, Field(discriminator="event_type")])
 
 # The event that names the subject an inbound event is about (key for internal routing).
 def subject_of(event: Event) -> str:

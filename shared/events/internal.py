@@ -55,6 +55,14 @@ class Particulars(BaseModel):
     vessel_ref: str
 
 
+class ArrivalParticulars(Particulars):
+    """intake -> transfer (internal.intake.particulars.v1, keyed by arrival_id): kept apart from
+    the accepted events so that enforcement and matching decide without names or dates of birth."""
+
+    arrival_id: str
+    occurred_at: str  # the arrival event's own time: transfer's clock for the retention period
+
+
 class Instruction(BaseModel):
     """matching -> transfer / enforcement: something to tell an outside party.
 
@@ -72,7 +80,7 @@ class Instruction(BaseModel):
     rule_version: str
     request_id: str | None = None
     arrival_id: str | None = None
-    particulars: Particulars | None = None
+    particulars: Particulars | None = None  # no longer sent: transfer keeps the particulars itself
     reply_due_by: str | None = None
     week: str | None = None
     reason_code: str | None = None

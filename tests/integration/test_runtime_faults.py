@@ -214,3 +214,20 @@ async def test_a_rebuild_whose_log_ends_before_the_committed_offsets_alerts_and_
     assert len(observer.events(T.OPS_ALERTS, kind="rebuild_incomplete")) == 1
     proc.send_signal(signal.SIGTERM)
     assert await _exited(proc, 15) == 0
+
+
+async def test_a_redis_flush_under_a_live_writer_does_not_hand_the_service_to_its_standby(house, client, observer):
+    standby = await _spawn(house, "matching", "matching-2")
+    active = house.stack.services["matching"].process
+    ready = house.stack.run_dir / "ready" / "matching-2"
+    await _pair(client, 1, T0)
+    await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id="A1")
+    redis = Redis.from_url(house.redis_url)
+    await redis.flushall()
+    await redis.aclose()
+    await _pair(client, 2, T0 + HOUR)
+    await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id="A2", timeout=60)
+    await asyncio.sleep(3)  # longer than the standby's wait on a free lease
+    assert active.poll() is None and not ready.exists() and standby.poll() is None
+    standby.send_signal(signal.SIGTERM)
+    assert await _exited(standby, 15) == 0

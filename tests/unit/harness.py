@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from services.matching.app import Matching
 from services.matching.exchange import Exchange
-from shared.events.inbound import ANY_INBOUND
+from services.intake.rules import PERSONAL_FIELDS
+from shared.events.inbound import ANY_IN_HOUSE
 from shared.events.internal import ScreenedEvent, Screening
 from shared.runtime import BatchContext
 from shared.settings import Settings
@@ -52,7 +53,7 @@ class Harness:
         self.stored: dict[str, dict] = {}  # what Redis would hold
 
     def send(self, doc: dict) -> list:
-        out = self.ex.apply(ANY_INBOUND.validate_python(doc), self.screener.screen(doc))
+        out = self.ex.apply(ANY_IN_HOUSE.validate_python(in_house(doc)), self.screener.screen(doc))
         for key, record in self.ex.repo.take_changes().items():
             if record is None:
                 self.stored.pop(key, None)
@@ -89,6 +90,14 @@ class Harness:
         return {d["arrival_id"]: d["request_id"] for d in self.instructions("RequestReturn")}
 
 
+
+def in_house(doc: dict) -> dict:
+    """An inbound document as the house carries it after intake: names and date of birth of an
+    arrival go to transfer alone."""
+    if doc.get("event_type") != "ArrivalRecorded":
+        return doc
+    return {k: v for k, v in doc.items() if k not in PERSONAL_FIELDS}
+
 @dataclass
 class FakeRecord:
     """What the runtime hands a service: a consumer record's value (and where it came from)."""
@@ -113,7 +122,7 @@ class Wired:
         self.offset = 0
 
     def send(self, doc: dict) -> list[tuple[str, str | None, bytes]]:
-        screened = ScreenedEvent(source_topic="test", event=doc, screening=self.screener.screen(doc))
+        screened = ScreenedEvent(source_topic="test", event=in_house(doc), screening=self.screener.screen(doc))
         ctx = BatchContext(self.seen)
         self.service.handle(FakeRecord(screened.model_dump_json().encode(), offset=self.offset), ctx)
         self.offset += 1

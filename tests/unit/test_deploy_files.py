@@ -88,7 +88,7 @@ def test_each_service_may_use_exactly_what_it_consumes_and_produces(service):
     produced = _topics_named_in_code(service) - inputs
     # the declared outputs are what the code publishes (beyond what the runtime publishes for
     # every service), no more, no less
-    assert set(acl_list.SERVICE_OUTPUTS[service]) == produced - set(acl_list.RUNTIME_OUTPUTS), service
+    assert set(acl_list.service_outputs()[service]) == produced - set(acl_list.RUNTIME_OUTPUTS), service
     expected = {("topic", topic, "literal", "Read") for topic in inputs}
     expected.add(("group", f"oioo-{service}", "literal", "Read"))
     expected |= {("topic", topic, "literal", "Write") for topic in produced | set(acl_list.RUNTIME_OUTPUTS)}
@@ -104,6 +104,10 @@ def test_the_runtime_group_is_the_one_the_acls_allow():
 def test_topic_job_may_create_and_describe_the_catalogue_only():
     assert _acls_of(acl_list.TOPICS_JOB) == {
         ("topic", s.name, "literal", op) for s in TOPICS for op in ("Create", "Describe")}
+
+
+def test_the_audit_job_only_reads_what_whatif_needs():
+    assert _acls_of(acl_list.AUDIT_JOB) == {("topic", topic, "literal", "Read") for topic in acl_list.AUDIT_READS}
 
 
 def test_outside_parties_reach_only_their_own_topics():

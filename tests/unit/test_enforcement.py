@@ -38,9 +38,9 @@ def _common(event_type: str, minutes: int, event_id: str | None) -> dict:
 
 
 def arrival(arrival_id: str, biometric: str, minutes: int = 0, event_id: str | None = None) -> dict:
+    """An arrival as intake forwards it: the names and date of birth went to transfer alone."""
     return {**_common("ArrivalRecorded", minutes, event_id), "arrival_id": arrival_id,
-            "biometric_id": biometric, "family_name": "Doe", "given_names": "Jane",
-            "date_of_birth": "1990-01-01", "nationality": "ERI", "claimed_minor": False,
+            "biometric_id": biometric, "nationality": "ERI", "claimed_minor": False,
             "landed_at": (T0 + timedelta(minutes=minutes)).isoformat(), "landing_point": "Dover",
             "vessel_ref": "V1", "departed_from": "FRA", "rescued_at_sea": False,
             "asylum_claimed": True}

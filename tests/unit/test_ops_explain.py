@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import random
 
-from services.ops.explain import Audit, Entry, effect_index, lines, readable, summary
+from services.ops.explain import Audit, Entry, causal_rank, lines, readable, summary
 from shared.ids import derived_id
 
 RULE = "oioo-rules-1.0"
 
 
 class Log:
-    """Decisions as the services derive them: matching's n-th effect of a cause, and transfer's
-    Decision derived from the instruction that was matching's n-th effect."""
+    """Decisions as the services derive them: matching's named by the cause and what they are
+    about, transfer's by the instruction matching gave it."""
 
     def __init__(self):
         self.entries: list[Entry] = []
@@ -19,13 +19,13 @@ class Log:
 
     def cause(self, at: str, *effects: tuple) -> str:
         cause = f"cause-{len(self.entries)}-{at}"
-        for n, (subject, decision, reasons, by) in enumerate(effects):
-            eid = derived_id(cause, "effect", n)
+        for subject, decision, reasons, by in effects:
+            eid = derived_id(cause, "decision", subject, decision)
             if by == "transfer":
-                eid = derived_id(eid, "decision")
+                eid = derived_id(derived_id(cause, "instruction", subject), "decision")
             self.offset += 1
             self.entries.append(Entry({"event_type": "Decision", "event_id": str(eid), "occurred_at": at,
-                                       "producer": by, "subject_ref": subject, "decision": decision,
+                                       "producer": "oioo-matching" if by == "m" else f"oioo-{by}", "subject_ref": subject, "decision": decision,
                                        "reasons": reasons, "rule_version": RULE, "caused_by": cause},
                                       partition=hash(subject) % 3, offset=self.offset))
         return cause
@@ -97,12 +97,13 @@ def test_unknown_subject_says_so():
     assert summary(chain) == ["No Decision on ops.audit.v1 names nobody."]
 
 
-def test_effect_index_recovers_matching_and_transfer_positions():
-    matching = effect_index({"caused_by": "c", "event_id": str(derived_id("c", "effect", 5))})
-    later = effect_index({"caused_by": "c", "event_id": str(derived_id("c", "effect", 9))})
-    transfer = effect_index({"caused_by": "c", "event_id": str(derived_id(derived_id("c", "effect", 5), "decision"))})
-    assert matching < later < transfer  # the other services decide after matching is done with the cause
-    assert effect_index({"caused_by": "c", "event_id": "not-derived"}) is None
+def test_within_a_cause_the_request_comes_first_then_standing_then_the_new_pair_then_transfer():
+    def d(decision, producer="oioo-matching"):
+        return {"decision": decision, "producer": producer}
+    order = [causal_rank(d("refused"), "request"), causal_rank(d("ineligible"), "arrival"),
+             causal_rank(d("requeued"), "application"), causal_rank(d("paired"), "arrival"),
+             causal_rank(d("paired"), "application"), causal_rank(d("requested", "oioo-transfer"), "request")]
+    assert order == sorted(order) and len(set(order)) == len(order)
 
 
 def test_rows_are_readable_and_keep_the_codes():

@@ -12,7 +12,7 @@ from aiokafka import ConsumerRecord
 
 from services.transfer.app import Transfer
 from shared import topics
-from shared.events.internal import Instruction, Particulars
+from shared.events.internal import ArrivalParticulars, Instruction, Particulars
 from shared.events.outbound import AdmissionOffered, Decision, ReturnRequested, ReturnRequestWithdrawn
 from shared.ids import derived_id
 from shared.runtime import BatchContext
@@ -32,7 +32,7 @@ def instruction(kind: str, **fields) -> Instruction:
 
 def request_return(request_id: str = "REQ-1", arrival_id: str = "ARR-1") -> Instruction:
     return instruction("RequestReturn", request_id=request_id, arrival_id=arrival_id,
-                       particulars=PARTICULARS, reply_due_by=(T0 + timedelta(days=14)).isoformat(),
+                       reply_due_by=(T0 + timedelta(days=14)).isoformat(),
                        week="2025-W36")
 
 
@@ -46,26 +46,40 @@ def offer_admission(application_id: str = "APP-1") -> Instruction:
                        visa_valid_until=datetime(2025, 12, 1, 8, tzinfo=timezone.utc).isoformat())
 
 
+def particulars(arrival_id: str, landed_at: datetime = T0 - timedelta(days=2)) -> ArrivalParticulars:
+    """What intake sends transfer alone when an arrival is recorded."""
+    return ArrivalParticulars(arrival_id=arrival_id, occurred_at=landed_at.isoformat(),
+                              **PARTICULARS.model_copy(update={"landed_at": landed_at.isoformat()}).model_dump())
+
+
 class Harness:
-    def __init__(self) -> None:
-        self.service = Transfer()
+    def __init__(self, arrivals: tuple[str, ...] = ("ARR-1", "ARR-2", "ARR-3"), retention_days: int = 30) -> None:
+        self.service = Transfer(retention_days)
         self.seen: set[str] = set()
         self.records: dict[str, dict] = {}
-        self.offset = 0
+        self.offsets = {topics.MATCHING_INSTRUCTIONS: 0, topics.INTAKE_PARTICULARS: 0}
+        for arrival_id in arrivals:
+            self.feed(particulars(arrival_id))
 
-    def record(self, value: Instruction | bytes) -> ConsumerRecord:
+    def record(self, value: Instruction | ArrivalParticulars | bytes) -> ConsumerRecord:
+        topic = topics.INTAKE_PARTICULARS if isinstance(value, ArrivalParticulars) else topics.MATCHING_INSTRUCTIONS
         raw = value if isinstance(value, bytes) else value.model_dump_json().encode()
-        self.offset += 1
-        return ConsumerRecord(topics.MATCHING_INSTRUCTIONS, 0, self.offset - 1, 0, 0, None, raw, None, 0,
-                              len(raw), [])
+        self.offsets[topic] += 1
+        return ConsumerRecord(topic, 0, self.offsets[topic] - 1, 0, 0, None, raw, None, 0, len(raw), [])
 
-    def feed(self, *values: Instruction | bytes) -> BatchContext:
+    def feed(self, *values: Instruction | ArrivalParticulars | bytes) -> BatchContext:
         ctx = BatchContext(self.seen)
         for value in values:
             self.service.handle(self.record(value), ctx)
         self.seen.update(ctx.changes.seen)
         self.records.update({k: json.loads(v) for k, v in ctx.changes.upserts.items()})
+        for key in ctx.changes.deletes:
+            self.records.pop(key, None)
         return ctx
+
+    @property
+    def register(self) -> dict[str, dict]:
+        return {k: v for k, v in self.records.items() if k.startswith(("request:", "offer:"))}
 
 
 def published(ctx: BatchContext) -> list[tuple[str, str]]:
@@ -90,7 +104,7 @@ def test_a_return_request_goes_to_france_with_the_particulars_and_is_audited():
     assert b"Doe" not in ctx.out[1].value and b"1990" not in ctx.out[1].value
     assert h.records["request:REQ-1"]["status"] == "requested"
     assert h.records["request:REQ-1"]["arrival_id"] == "ARR-1"
-    assert "Doe" not in json.dumps(h.records)  # particulars go to France, not into the register
+    assert "Doe" not in json.dumps(h.register)  # particulars go to France, not into the register
 
 
 def test_a_withdrawal_names_the_request_and_the_reason():
@@ -167,21 +181,19 @@ def test_bans_are_not_transfers():
     h = Harness()
     ban = instruction("RecordBan", arrival_id="ARR-1", returned_request_id="REQ-0")
     ctx = h.feed(ban)
-    assert ctx.out == [] and ctx.changes.seen == [] and h.records == {}
+    assert ctx.out == [] and ctx.changes.seen == [] and h.register == {}
 
 
 def test_a_broken_instruction_raises_for_the_runtime_to_dead_letter_and_changes_nothing():
     h = Harness()
-    broken_particulars = request_return().model_copy(
-        update={"particulars": PARTICULARS.model_copy(update={"nationality": "Doe-land"})})
     values = [b"{not json", json.dumps({"kind": "RequestReturn", "family_name": "Doe"}).encode(),
-              instruction("RequestReturn", request_id="REQ-2"), broken_particulars,
+              instruction("RequestReturn", request_id="REQ-2"),
               request_return().model_copy(update={"instruction_id": "not-a-uuid"}),
               offer_admission().model_copy(update={"paired_request_ids": []})]
     for value in values:
         with pytest.raises(Exception):
             h.feed(value)
-    assert h.records == {} and h.seen == set()
+    assert h.register == {} and h.seen == set()
     assert len(h.feed(request_return("REQ-2")).out) == 2
 
 
@@ -202,3 +214,47 @@ def test_restore_from_the_committed_records_gives_the_same_subsequent_decisions(
         results.append(([(o.topic, o.key, o.value) for o in ctx.out], ctx.changes.upserts))
     assert results[0] == results[1]
     assert [key for _, key, _ in results[0][0]] == ["REQ-1", "REQ-1", "APP-2", "APP-2", "REQ-3", "REQ-3"]
+
+
+def test_a_request_read_before_its_particulars_waits_for_them_then_goes_once():
+    h = Harness(arrivals=())
+    order = request_return("REQ-1", "ARR-9")
+    assert h.feed(order).out == []
+    assert "waiting:ARR-9" in h.records and "request:REQ-1" not in h.records
+    ctx = h.feed(particulars("ARR-9"))
+    assert published(ctx) == [(topics.LIAISON_UK_RETURN_REQUESTS, "REQ-1"), (topics.OPS_AUDIT, "REQ-1")]
+    assert ReturnRequested.model_validate_json(ctx.out[0].value).event_id == uuid.UUID(order.instruction_id)
+    assert "waiting:ARR-9" not in h.records and h.records["request:REQ-1"]["status"] == "requested"
+    assert h.feed(order).out == []  # the same instruction again: nothing new
+
+
+def test_particulars_are_forgotten_once_the_retention_period_is_over():
+    h = Harness(arrivals=("ARR-1",), retention_days=30)
+    landed = T0 - timedelta(days=2)
+    assert "particulars:ARR-1" in h.records
+    tick = instruction("OfferAdmission", application_id="APP-1", family_group_ref=None, paired_request_ids=["REQ-0"],
+                       week="2025-W36", visa_valid_until=(T0 + timedelta(days=90)).isoformat())
+    h.feed(tick.model_copy(update={"occurred_at": (landed + timedelta(days=30) - timedelta(seconds=1)).isoformat()}))
+    assert "particulars:ARR-1" in h.records
+    h.feed(tick.model_copy(update={"instruction_id": str(uuid.uuid4()),
+                                   "occurred_at": (landed + timedelta(days=30)).isoformat()}))
+    assert "particulars:ARR-1" not in h.records and "Doe" not in json.dumps(h.records)
+    # particulars that arrive already past their retention are not kept at all
+    old = T0 - timedelta(days=60)
+    h.feed(particulars("ARR-OLD", landed_at=old))
+    assert "particulars:ARR-OLD" not in h.records
+
+
+def test_a_replay_whose_particulars_expired_rebuilds_the_register_and_sends_nothing():
+    h = Harness(arrivals=())
+    ctx = BatchContext(h.seen, replay=True)
+    h.service.handle(h.record(request_return("REQ-1", "ARR-GONE")), ctx)
+    assert [o.topic for o in ctx.out] == [topics.OPS_AUDIT]  # the audit line; France was told before
+    assert json.loads(ctx.changes.upserts["request:REQ-1"])["status"] == "requested"
+
+
+def test_retention_shorter_than_the_request_window_is_refused(monkeypatch):
+    from shared.settings import Settings
+    monkeypatch.setenv("PERSONAL_DATA_RETENTION_DAYS", "14")
+    with pytest.raises(SystemExit, match="more than 14"):
+        Settings.from_env()

@@ -1,0 +1,5 @@
+import sys
+
+from deploy.chaos.run import main
+
+sys.exit(main())
