@@ -23,19 +23,16 @@ puts what it decided into a `BatchContext` (records to store, events to publish)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import signal
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -45,78 +42,24 @@ from redis.asyncio import Redis
 
 from shared import faults, metrics, topics
 from shared.backoff import until_done
+from shared.catch_up import CatchUp, LogShort
+from shared.batch import BatchContext, Outgoing, Service, encode_outbox, trace_of
 from shared.dead_letters import dead_letter, record_place
-from shared.events.base import Event
 from shared.events.catalogue import PUBLISHED
 from shared.events.outbound import Alert
 from shared.health import HealthServer
 from shared.ids import derived_id
 from shared.lease import Lease
+from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options, redis_options
 from shared.settings import Settings
-from shared.store import CapExceeded, Changes, Commit, Fenced, RecordStore, Snapshot, StaleState
+from shared.store import CapExceeded, Commit, Fenced, RecordStore, Snapshot, StaleState
 
 log = logging.getLogger("oioo.runtime")
+__all__ = ["BatchContext", "Outgoing", "Runner", "Service", "serve"]  # the batch API lives in shared.batch
 
-JSON_HEADERS = {"content-type": "application/json"}
-TRACEPARENT = "traceparent"
 EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 LEASE_LOST_EXIT = 75  # EX_TEMPFAIL: the supervisor restarts us, and we wait as a standby
-
-
-@dataclass
-class Outgoing:
-    topic: str
-    key: str | None
-    value: bytes
-    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
-
-
-class BatchContext:
-    """What one batch decided: state changes to commit and events to publish."""
-
-    def __init__(self, seen, replay: bool = False, high: float = 0.0):
-        self._seen = seen
-        self.replay = replay
-        self.changes = Changes()
-        self.out: list[Outgoing] = []
-        self._new_seen: set[str] = set()
-        self.high = high  # the duplicate filter's clock: the latest event time seen, in seconds
-        self.trace: str | None = None  # the W3C traceparent of what the record in hand causes
-
-    def first_time(self, event_id: str, when: datetime | None = None) -> bool:
-        """True once per event id within the duplicate filter's horizon (and records it)."""
-        if when is not None and when.timestamp() > self.high:
-            self.high = when.timestamp()
-        if event_id in self._seen or event_id in self._new_seen:
-            return False
-        self._new_seen.add(event_id)
-        self.changes.seen.append(event_id)
-        return True
-
-    def emit(self, topic: str, key: str | None, event: Event | bytes) -> None:
-        value = event if isinstance(event, bytes) else event.to_json()
-        headers = {**JSON_HEADERS, TRACEPARENT: self.trace} if self.trace else dict(JSON_HEADERS)
-        self.out.append(Outgoing(topic, key, value, headers))
-
-
-class Service(ABC):
-    """A service's decisions over its in-memory state; no I/O here."""
-
-    name: str
-    input_topics: tuple[str, ...]
-    # inputs with a retention period: their oldest records expire by design, so a rebuild
-    # starts from the oldest one left instead of reporting the log incomplete
-    expiring_topics: tuple[str, ...] = ()
-    output_topics: tuple[str, ...] = ()  # besides the dead letters and alerts every service may publish
-
-    @abstractmethod
-    def restore(self, snapshot: Snapshot) -> None:
-        """Replace the in-memory state with what Redis holds."""
-
-    @abstractmethod
-    def handle(self, record: ConsumerRecord, ctx: BatchContext) -> None:
-        """Decide on one input record. Raising dead-letters the record (processing_error)."""
 
 
 class _Poison(Exception):
@@ -162,9 +105,6 @@ class Runner:
         self._must_recover = False
         self._stopping = False
         self._alerts: list[Alert] = []
-        # True only while this instance knows the outbox is empty (it drained it and has been
-        # the only writer since): then a committed batch is published from memory.
-        self._outbox_empty = False
         self._figures_at = 0.0
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
@@ -194,7 +134,10 @@ class Runner:
         for topic in dict.fromkeys((*service.output_topics, topics.OPS_DEAD_LETTERS, topics.OPS_ALERTS)):
             self.broker.publisher(topic, title=f"{service.name}-output:{topic}", schema=PUBLISHED[topic])
         self.app = FastStream(self.broker)
-        self.producer: AIOKafkaProducer | None = None  # the relay's, made inside the loop
+        self.catch_up = CatchUp(settings, self.group_id, service.input_topics, service.expiring_topics,
+                                self._kafka_security(), self._broker_outage, self.instance)
+        self.relay = Relay(settings, self.instance, self.store, lambda: self.lease.value or "", self.metrics,
+                           self._redis_outage, self._broker_outage, self._lost_lease, self._kafka_security())
         self._lock = asyncio.Lock()
 
     def _kafka_security(self) -> dict[str, Any]:
@@ -253,17 +196,10 @@ class Runner:
     async def _become_active(self) -> None:
         self._keeper = asyncio.create_task(self._keep_lease())
         await until_done("broker (connect)", self.broker.connect, self._broker_outage)
-        # The relay's own producer: a plain aiokafka one, so a batch's messages go straight
-        # into its accumulator (no per-message framework round) and carry exactly the
-        # committed headers, the same on every publish.
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=False,
-            client_id=f"oioo-{self.instance}-relay", linger_ms=self.settings.linger_ms,
-            max_batch_size=self.settings.max_produce_batch_bytes, **self._kafka_security())
-        await until_done("broker (producer)", self.producer.start, self._broker_outage)
+        await self.relay.start()
         try:
             await self._recover()
-            await self._relay()
+            await self.relay.flush()
         except _Incomplete:
             return  # stays up, not ready, until an operator acts; the alert says why
         except _Stopping:
@@ -286,8 +222,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - shutting down anyway
             log.warning("%s: broker did not close cleanly (%s)", self.instance, exc.__class__.__name__)
         try:
-            if self.producer is not None:
-                await asyncio.wait_for(self.producer.stop(), timeout=5)
+            await self.relay.stop()
         except Exception as exc:  # noqa: BLE001 - shutting down anyway
             log.warning("%s: the relay's producer did not close cleanly (%s)", self.instance, exc.__class__.__name__)
         try:
@@ -370,7 +305,7 @@ class Runner:
     # ---- state ---------------------------------------------------------------------------
     def _adopt(self, snap: Snapshot) -> None:
         self.version = snap.version
-        self._outbox_empty = False  # another writer may have left entries: the relay reads first
+        self.relay.forget()
         self.seen = dict(snap.seen) if isinstance(snap.seen, dict) else dict.fromkeys(snap.seen, 0.0)
         self.high = max(self.seen.values(), default=0.0)
         self.offsets = dict(snap.offsets)
@@ -390,50 +325,14 @@ class Runner:
         await self._catch_up()
 
     async def _catch_up(self) -> None:
-        ends = await until_done("broker (committed offsets)", self._committed_offsets, self._broker_outage)
-        gaps = {tp: (self.offsets.get(f"{tp.topic}:{tp.partition}", 0), end) for tp, end in ends.items()}
-        gaps = {tp: (start, end) for tp, (start, end) in gaps.items() if start < end}
-        if not gaps:
-            return
-        log.warning("%s: Redis is behind the committed offsets on %d partition(s); replaying %d records",
-                    self.instance, len(gaps), sum(e - s for s, e in gaps.values()))
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
-                                  enable_auto_commit=False, **self._kafka_security())
-        await until_done("broker (reader)", reader.start, self._broker_outage)
         try:
-            reader.assign(list(gaps))
-            first = await reader.beginning_offsets(list(gaps))
-            gaps = {tp: (max(start, first[tp]) if tp.topic in self.service.expiring_topics else start, end)
-                    for tp, (start, end) in gaps.items()}
-            short = [tp for tp, (start, end) in gaps.items() if first[tp] > start]
-            if short:
-                await self._incomplete(short, gaps, first, {tp: "?" for tp in short})
-            for tp, (start, _) in gaps.items():
-                reader.seek(tp, start)
-            remaining = dict(gaps)
-            while remaining:
-                got = await reader.getmany(*remaining, timeout_ms=500, max_records=self.settings.replay_chunk)
-                chunk = [r for tp, recs in got.items() for r in recs if r.offset < gaps[tp][1]]
-                if chunk:
-                    await self._process(chunk, replay=True)
-                # Where the log ends is the high watermark a fetch reports: ListOffsets(latest)
-                # is not trusted, Tansu answers it with the base offset of the last batch + 1.
-                ends = {tp: reader.highwater(tp) for tp in remaining if not got.get(tp)}
-                short = [tp for tp, hw in ends.items()
-                         if hw is not None and hw <= await reader.position(tp) < gaps[tp][1]]
-                if short:
-                    await self._incomplete(short, gaps, first, ends)
-                for tp in list(remaining):
-                    if await reader.position(tp) >= gaps[tp][1]:
-                        remaining.pop(tp)
-        finally:
-            await reader.stop()
+            await self.catch_up.run(self.offsets, lambda chunk: self._process(chunk, replay=True))
+        except LogShort as short:
+            await self._incomplete(short.where)
         log.warning("%s: caught up at version %s", self.instance, self.version)
 
-    async def _incomplete(self, short, gaps, first, last) -> None:
+    async def _incomplete(self, where: str) -> None:
         self.incomplete = True
-        where = ", ".join(f"{tp.topic}:{tp.partition} holds {first[tp]}..{last[tp]}, needs {gaps[tp][0]}..{gaps[tp][1]}"
-                          for tp in short)
         log.critical("%s: cannot rebuild: the log does not hold what the committed offsets cover (%s)",
                      self.instance, where)
         subject = f"{self.service.name}:rebuild"
@@ -442,29 +341,9 @@ class Runner:
                       kind="rebuild_incomplete", subject_ref=subject,
                       message=f"{self.service.name} cannot rebuild its state: the log ends before the "
                               f"committed offsets ({where}); restore Redis or the topics, then restart it")
-        await until_done("broker (alert)", lambda: self._publish([(topics.OPS_ALERTS, subject, alert.to_json(), None)]),
+        await until_done("broker (alert)", lambda: self.relay.publish([(topics.OPS_ALERTS, subject, alert.to_json(), None)]),
                          self._broker_outage)
         raise _Incomplete(where)
-
-    async def _committed_offsets(self) -> dict[TopicPartition, int]:
-        probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                 group_id=self.group_id, enable_auto_commit=False, **self._kafka_security())
-        await probe.start()
-        try:
-            ends = {}
-            for topic in self.service.input_topics:
-                parts = probe.partitions_for_topic(topic)
-                if parts is None:
-                    await probe.topics()
-                    parts = probe.partitions_for_topic(topic) or set()
-                for p in parts:
-                    tp = TopicPartition(topic, p)
-                    committed = await probe.committed(tp)
-                    if committed:
-                        ends[tp] = committed
-            return ends
-        finally:
-            await probe.stop()
 
     # ---- the loop ------------------------------------------------------------------------
     async def _consume(self, body: Any, msg: KafkaMessage) -> None:
@@ -532,7 +411,7 @@ class Runner:
             self._alerts.clear()
             break
         if not replay:
-            await self._relay(committed)
+            await self.relay.flush(committed)
 
     def _take(self, rec: ConsumerRecord, ctx: BatchContext, poisoned: dict[str, str]) -> None:
         """Hand one record to the service unless its offset was consumed already, and track it."""
@@ -578,7 +457,7 @@ class Runner:
         """Commit the batch; returns (version, messages) when it put an entry in the outbox."""
         horizon = self.settings.dedupe_horizon_days * 86400
         extra = Commit(seen_score=ctx.high, seen_floor=(ctx.high - horizon) if ctx.high else None,
-                       outbox=_encode(ctx.out) if ctx.out and not ctx.replay else None,
+                       outbox=encode_outbox(ctx.out) if ctx.out and not ctx.replay else None,
                        check_cap=not ctx.replay)
         faults.point("before_commit")
         with self.metrics.commit_seconds.time():
@@ -603,73 +482,7 @@ class Runner:
         faults.point("after_commit")
         return (self.version, ctx.out) if extra.outbox else None
 
-    # ---- the relay -----------------------------------------------------------------------
-    async def _relay(self, committed: tuple[int, list[Outgoing]] | None = None) -> None:
-        """Publish the outbox, oldest batch first, and trim what the broker acknowledged.
 
-        `committed` is the entry the batch just committed. When this instance knows the outbox
-        held nothing before it, that entry is the whole outbox: it is published from memory
-        (the same bytes the entry holds) without reading it back; otherwise, or after any
-        failure, the outbox is read from Redis."""
-        if self._outbox_empty:
-            if committed is None:
-                return
-            version, out = committed
-            self._outbox_empty = False
-            messages = [(o.topic, o.key, o.value, o.headers.get(TRACEPARENT)) for o in out]
-            await until_done("broker (publish)", lambda: self._publish(messages), self._broker_outage)
-            await self._trim(version)
-            self._outbox_empty = True
-            return
-        while True:
-            entries = await until_done("redis (outbox)", self.store.pending, self._redis_outage)
-            if not entries:
-                self._outbox_empty = True
-                return
-            for _, payload in entries:
-                messages = [(topic, key, value.encode("utf-8"), trace) for topic, key, value, trace in json.loads(payload)]
-                await until_done("broker (publish)", lambda: self._publish(messages), self._broker_outage)
-            await self._trim(entries[-1][0])
-
-    async def _trim(self, upto: int) -> None:
-        trimmed = await until_done("redis (trim)", lambda: self.store.trim(self.lease.value or "", upto),
-                                   self._redis_outage)
-        if trimmed < 0:
-            self._lost_lease("the outbox trim was fenced")
-
-    async def _publish(self, messages: list[tuple[str, str | None, bytes, str | None]]) -> None:
-        """Every message into the producer's accumulator, then wait for all the acknowledgements."""
-        send = self.producer.send
-        futures = [
-            await send(topic, value, key=key.encode() if key else None,
-                       headers=[(k, v.encode()) for k, v in ({**JSON_HEADERS, TRACEPARENT: trace} if trace
-                                                               else JSON_HEADERS).items()])
-            for topic, key, value, trace in messages
-        ]
-        await asyncio.gather(*futures)
-        self.metrics.published.inc(len(messages))
-
-
-_OUTBOX_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, same bytes
-
-
-def _encode(out: list[Outgoing]) -> bytes:
-    return _OUTBOX_JSON([[o.topic, o.key, o.value.decode("utf-8"), o.headers.get(TRACEPARENT)]
-                         for o in out]).encode("utf-8")
-
-
-def trace_of(rec: ConsumerRecord, place: str) -> str:
-    """The W3C trace context that travels with what a record causes, so one arrival can be
-    followed across the four services: the record's own trace continued, with this service's
-    hop as the parent span, or a new trace when the producer sent none. Derived from the
-    record's place in the log, so a batch decided again publishes the same headers."""
-    digest = hashlib.sha256(place.encode()).hexdigest()
-    incoming = next((v for k, v in (rec.headers or ()) if k == TRACEPARENT), b"")
-    parts = incoming.decode("ascii", "replace").split("-") if incoming else []
-    valid = len(parts) == 4 and len(parts[1]) == 32 and all(c in "0123456789abcdef" for c in parts[1]) \
-        and parts[1] != "0" * 32
-    trace_id = parts[1] if valid else digest[16:48]
-    return f"00-{trace_id}-{digest[:16]}-01"
 
 
 def serve(build: Callable[[], Runner]) -> None:

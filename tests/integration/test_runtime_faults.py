@@ -222,6 +222,10 @@ async def test_a_redis_flush_under_a_live_writer_does_not_hand_the_service_to_it
     ready = house.stack.run_dir / "ready" / "matching-2"
     await _pair(client, 1, T0)
     await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id="A1")
+    for _ in range(300):  # the standby has seen the lease held
+        if "standing by" in house.log("matching-2"):
+            break
+        await asyncio.sleep(0.1)
     redis = Redis.from_url(house.redis_url)
     await redis.flushall()
     await redis.aclose()

@@ -1,0 +1,98 @@
+"""What a service sees of the runtime: the record it handles and the batch it decides into.
+
+A `Service` keeps its state in memory, decides from each input record, and puts what it
+decided into a `BatchContext`: records to store, events to publish. It does no I/O; the
+runtime (`shared/runtime.py`) commits and publishes what the batch holds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import ConsumerRecord
+
+from shared.events.base import Event
+from shared.store import Changes, Snapshot
+
+JSON_HEADERS = {"content-type": "application/json"}
+TRACEPARENT = "traceparent"
+
+
+@dataclass
+class Outgoing:
+    topic: str
+    key: str | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+
+
+class BatchContext:
+    """What one batch decided: state changes to commit and events to publish."""
+
+    def __init__(self, seen, replay: bool = False, high: float = 0.0):
+        self._seen = seen
+        self.replay = replay
+        self.changes = Changes()
+        self.out: list[Outgoing] = []
+        self._new_seen: set[str] = set()
+        self.high = high  # the duplicate filter's clock: the latest event time seen, in seconds
+        self.trace: str | None = None  # the W3C traceparent of what the record in hand causes
+
+    def first_time(self, event_id: str, when: datetime | None = None) -> bool:
+        """True once per event id within the duplicate filter's horizon (and records it)."""
+        if when is not None and when.timestamp() > self.high:
+            self.high = when.timestamp()
+        if event_id in self._seen or event_id in self._new_seen:
+            return False
+        self._new_seen.add(event_id)
+        self.changes.seen.append(event_id)
+        return True
+
+    def emit(self, topic: str, key: str | None, event: Event | bytes) -> None:
+        value = event if isinstance(event, bytes) else event.to_json()
+        headers = {**JSON_HEADERS, TRACEPARENT: self.trace} if self.trace else dict(JSON_HEADERS)
+        self.out.append(Outgoing(topic, key, value, headers))
+
+
+class Service(ABC):
+    """A service's decisions over its in-memory state; no I/O here."""
+
+    name: str
+    input_topics: tuple[str, ...]
+    # inputs with a retention period: their oldest records expire by design, so a rebuild
+    # starts from the oldest one left instead of reporting the log incomplete
+    expiring_topics: tuple[str, ...] = ()
+    output_topics: tuple[str, ...] = ()  # besides the dead letters and alerts every service may publish
+
+    @abstractmethod
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace the in-memory state with what Redis holds."""
+
+    @abstractmethod
+    def handle(self, record: ConsumerRecord, ctx: BatchContext) -> None:
+        """Decide on one input record. Raising dead-letters the record (processing_error)."""
+
+
+_OUTBOX_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, same bytes
+
+
+def encode_outbox(out: list[Outgoing]) -> bytes:
+    return _OUTBOX_JSON([[o.topic, o.key, o.value.decode("utf-8"), o.headers.get(TRACEPARENT)]
+                         for o in out]).encode("utf-8")
+
+
+def trace_of(rec: ConsumerRecord, place: str) -> str:
+    """The W3C trace context that travels with what a record causes, so one arrival can be
+    followed across the four services: the record's own trace continued, with this service's
+    hop as the parent span, or a new trace when the producer sent none. Derived from the
+    record's place in the log, so a batch decided again publishes the same headers."""
+    digest = hashlib.sha256(place.encode()).hexdigest()
+    incoming = next((v for k, v in (rec.headers or ()) if k == TRACEPARENT), b"")
+    parts = incoming.decode("ascii", "replace").split("-") if incoming else []
+    valid = len(parts) == 4 and len(parts[1]) == 32 and all(c in "0123456789abcdef" for c in parts[1]) \
+        and parts[1] != "0" * 32
+    trace_id = parts[1] if valid else digest[16:48]
+    return f"00-{trace_id}-{digest[:16]}-01"

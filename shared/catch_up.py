@@ -1,0 +1,99 @@
+"""Redis behind Kafka: replay what the consumer group's committed offsets cover and Redis's
+offsets do not (everything, for an empty Redis; the events since the backup, for a restored
+one), in chunks, publishing nothing: what the committed offsets cover was published before."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.backoff import until_done
+from shared.settings import Settings
+
+log = logging.getLogger("oioo.runtime")
+
+
+class LogShort(Exception):
+    """The log does not hold what the committed offsets cover: the state cannot be rebuilt."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+class CatchUp:
+    def __init__(self, settings: Settings, group_id: str, input_topics: tuple[str, ...],
+                 expiring_topics: tuple[str, ...], kafka_options: dict, broker_outage: Callable[[bool], None],
+                 instance: str):
+        self.settings, self.group_id, self.instance = settings, group_id, instance
+        self.input_topics, self.expiring_topics = input_topics, expiring_topics
+        self.kafka_options, self.broker_outage = kafka_options, broker_outage
+
+    async def run(self, offsets: dict[str, int],
+                  replay: Callable[[list[ConsumerRecord]], Awaitable[None]]) -> None:
+        ends = await until_done("broker (committed offsets)", self.committed_offsets, self.broker_outage)
+        gaps = {tp: (offsets.get(f"{tp.topic}:{tp.partition}", 0), end) for tp, end in ends.items()}
+        gaps = {tp: (start, end) for tp, (start, end) in gaps.items() if start < end}
+        if not gaps:
+            return
+        log.warning("%s: Redis is behind the committed offsets on %d partition(s); replaying %d records",
+                    self.instance, len(gaps), sum(e - s for s, e in gaps.values()))
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
+                                  enable_auto_commit=False, **self.kafka_options)
+        await until_done("broker (reader)", reader.start, self.broker_outage)
+        try:
+            reader.assign(list(gaps))
+            first = await reader.beginning_offsets(list(gaps))
+            # an input with a retention period loses its oldest records by design: start from
+            # the oldest one left rather than call the log incomplete
+            gaps = {tp: (max(start, first[tp]) if tp.topic in self.expiring_topics else start, end)
+                    for tp, (start, end) in gaps.items()}
+            short = [tp for tp, (start, end) in gaps.items() if first[tp] > start]
+            if short:
+                raise LogShort(_where(short, gaps, first, {tp: "?" for tp in short}))
+            for tp, (start, _) in gaps.items():
+                reader.seek(tp, start)
+            remaining = dict(gaps)
+            while remaining:
+                got = await reader.getmany(*remaining, timeout_ms=500, max_records=self.settings.replay_chunk)
+                chunk = [r for tp, recs in got.items() for r in recs if r.offset < gaps[tp][1]]
+                if chunk:
+                    await replay(chunk)
+                # Where the log ends is the high watermark a fetch reports: ListOffsets(latest)
+                # is not trusted, Tansu answers it with the base offset of the last batch + 1.
+                ends = {tp: reader.highwater(tp) for tp in remaining if not got.get(tp)}
+                short = [tp for tp, hw in ends.items()
+                         if hw is not None and hw <= await reader.position(tp) < gaps[tp][1]]
+                if short:
+                    raise LogShort(_where(short, gaps, first, ends))
+                for tp in list(remaining):
+                    if await reader.position(tp) >= gaps[tp][1]:
+                        remaining.pop(tp)
+        finally:
+            await reader.stop()
+
+    async def committed_offsets(self) -> dict[TopicPartition, int]:
+        probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                                 group_id=self.group_id, enable_auto_commit=False, **self.kafka_options)
+        await probe.start()
+        try:
+            ends = {}
+            for topic in self.input_topics:
+                parts = probe.partitions_for_topic(topic)
+                if parts is None:
+                    await probe.topics()
+                    parts = probe.partitions_for_topic(topic) or set()
+                for p in parts:
+                    tp = TopicPartition(topic, p)
+                    committed = await probe.committed(tp)
+                    if committed:
+                        ends[tp] = committed
+            return ends
+        finally:
+            await probe.stop()
+
+
+def _where(short, gaps, first, last) -> str:
+    return ", ".join(f"{tp.topic}:{tp.partition} holds {first[tp]}..{last[tp]}, needs {gaps[tp][0]}..{gaps[tp][1]}"
+                     for tp in short)

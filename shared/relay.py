@@ -1,0 +1,94 @@
+"""The relay: publishes what the commit script put in the outbox, then trims it.
+
+Only the lease holder relays, and the trim is fenced, so a stale instance can never drop an
+entry the new writer has not sent. It publishes through its own aiokafka producer, so a
+batch's messages go straight into the accumulator and carry exactly the committed headers,
+the same on every publish. While this instance knows the outbox held nothing before a batch,
+that batch's entry is the whole outbox and is published from memory (the bytes it holds)
+without reading it back; after any reload, failure or restart the outbox is read from Redis.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaProducer
+
+from shared.backoff import until_done
+from shared.batch import JSON_HEADERS, TRACEPARENT, Outgoing
+from shared.metrics import ServiceMetrics
+from shared.settings import Settings
+from shared.store import RecordStore
+
+Message = tuple[str, str | None, bytes, str | None]  # topic, key, value, traceparent
+
+
+class Relay:
+    def __init__(self, settings: Settings, instance: str, store: RecordStore, lease_value: Callable[[], str],
+                 metrics: ServiceMetrics, redis_outage: Callable[[bool], None],
+                 broker_outage: Callable[[bool], None], fenced: Callable[[str], None], kafka_options: dict):
+        self.settings, self.instance, self.store = settings, instance, store
+        self.lease_value, self.metrics, self.fenced = lease_value, metrics, fenced
+        self.redis_outage, self.broker_outage = redis_outage, broker_outage
+        self.kafka_options = kafka_options
+        self.producer: AIOKafkaProducer | None = None
+        self.outbox_empty = False  # True only while this instance knows the outbox holds nothing
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=False,
+            client_id=f"oioo-{self.instance}-relay", linger_ms=self.settings.linger_ms,
+            max_batch_size=self.settings.max_produce_batch_bytes, **self.kafka_options)
+        await until_done("broker (producer)", self.producer.start, self.broker_outage)
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await asyncio.wait_for(self.producer.stop(), timeout=5)
+
+    def forget(self) -> None:
+        """The state was reloaded: another writer may have left entries, read them first."""
+        self.outbox_empty = False
+
+    async def flush(self, committed: tuple[int, list[Outgoing]] | None = None) -> None:
+        """Publish the outbox, oldest batch first, and trim what the broker acknowledged.
+        `committed` is the entry the batch just committed, if it wrote one."""
+        if self.outbox_empty:
+            if committed is None:
+                return
+            version, out = committed
+            self.outbox_empty = False
+            await self._send([(o.topic, o.key, o.value, o.headers.get(TRACEPARENT)) for o in out])
+            await self._trim(version)
+            self.outbox_empty = True
+            return
+        while True:
+            entries = await until_done("redis (outbox)", self.store.pending, self.redis_outage)
+            if not entries:
+                self.outbox_empty = True
+                return
+            for _, payload in entries:
+                await self._send([(topic, key, value.encode("utf-8"), trace)
+                                  for topic, key, value, trace in json.loads(payload)])
+            await self._trim(entries[-1][0])
+
+    async def _send(self, messages: list[Message]) -> None:
+        await until_done("broker (publish)", lambda: self.publish(messages), self.broker_outage)
+
+    async def _trim(self, upto: int) -> None:
+        trimmed = await until_done("redis (trim)", lambda: self.store.trim(self.lease_value(), upto),
+                                   self.redis_outage)
+        if trimmed < 0:
+            self.fenced("the outbox trim was fenced")
+
+    async def publish(self, messages: list[Message]) -> None:
+        """Every message into the producer's accumulator, then wait for all the acknowledgements."""
+        send = self.producer.send
+        futures = [
+            await send(topic, value, key=key.encode() if key else None,
+                       headers=[(k, v.encode()) for k, v in ({**JSON_HEADERS, TRACEPARENT: trace} if trace
+                                                               else JSON_HEADERS).items()])
+            for topic, key, value, trace in messages
+        ]
+        await asyncio.gather(*futures)
+        self.metrics.published.inc(len(messages))
