@@ -45,14 +45,6 @@ async def _exited(proc, timeout: float = 60.0) -> int:
     raise AssertionError(f"pid {proc.pid} still running after {timeout}s")
 
 
-async def _logged(path, text: str, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout * 10)):
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{path.name} never logged {text!r} within {timeout}s")
-
-
 async def _pair(client, n: int, at) -> None:
     await client.publish(T.BORDER_ARRIVALS, f.arrival(f"A{n}", at))
     await client.publish(T.ADMISSIONS_APPLICATIONS, f.eoi(f"P{n}", at))
@@ -228,9 +220,6 @@ async def test_a_redis_flush_under_a_live_writer_does_not_hand_the_service_to_it
     standby = await _spawn(house, "matching", "matching-2")
     active = house.stack.services["matching"].process
     ready = house.stack.run_dir / "ready" / "matching-2"
-    # the standby must have seen the lease held before the flush; otherwise a free lease is
-    # simply free to it (a fast house gets the pair through before the standby has started)
-    await _logged(house.stack.log_path("matching-2"), "standing by")
     await _pair(client, 1, T0)
     await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id="A1")
     redis = Redis.from_url(house.redis_url)
