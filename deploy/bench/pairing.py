@@ -18,6 +18,9 @@ T0 = datetime(2025, 9, 1, 6, 0, tzinfo=LONDON)
 def domain_pairing_rate(n: int, m: int) -> dict:
     """Pairs per second through matching's service in process, with n arrivals waiting."""
     from services.matching.app import Matching
+    from services.intake.rules import PERSONAL_FIELDS
+
+    ARRIVAL_HELD_BACK = {"biometric_id", *PERSONAL_FIELDS}
     from shared.events.inbound import ANY_INBOUND
     from shared.events.internal import ScreenedEvent, Screening
     from shared.runtime import BatchContext
@@ -30,7 +33,11 @@ def domain_pairing_rate(n: int, m: int) -> dict:
             self.value = value
 
     def screened(value: bytes) -> Rec:
-        return Rec(ScreenedEvent(source_topic="bench", event=json.loads(value)).model_dump_json().encode())
+        # as enforcement forwards it: without the biometric and the particulars
+        event = json.loads(value)
+        held_back = ARRIVAL_HELD_BACK if event["event_type"] == "ArrivalRecorded" else {"biometric_id"}
+        event = {k: v for k, v in event.items() if k not in held_back}
+        return Rec(ScreenedEvent(source_topic="bench", event=event).model_dump_json().encode())
 
     service, seen = Matching(Settings()), set()
     week = iso_week(T0)
