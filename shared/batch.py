@@ -49,6 +49,9 @@ class BatchContext:
             return False
         self._new_seen.add(event_id)
         self.changes.seen.append(event_id)
+        if when is not None:
+            # remembered by its own event time: a chronological replay keeps only the horizon
+            self.changes.seen_at[event_id] = when.timestamp()
         return True
 
     def emit(self, topic: str, key: str | None, event: Event | bytes) -> None:

@@ -106,6 +106,7 @@ class Runner:
         self._stopping = False
         self._alerts: list[Alert] = []
         self._figures_at = 0.0
+        self._pruned_at = 0.0  # the event time at which memory last forgot old event ids
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
@@ -465,9 +466,11 @@ class Runner:
                 "redis (commit)", lambda: self.store.commit(self.version, self.lease.value or "", ctx.changes, extra),
                 self._redis_outage)
         for event_id in ctx.changes.seen:
-            self.seen[event_id] = ctx.high
-        if ctx.high - self.high > 86400 and extra.seen_floor is not None:
+            self.seen[event_id] = ctx.changes.seen_at.get(event_id, ctx.high)
+        if extra.seen_floor is not None and ctx.high - self._pruned_at > 86400:
+            # the commit script forgot the ids below the horizon: so does memory, once a day of event time
             self.seen = {k: v for k, v in self.seen.items() if v >= extra.seen_floor}
+            self._pruned_at = ctx.high
         self.high = max(self.high, ctx.high)
         self.offsets.update(ctx.changes.offsets)
         if not ctx.replay:

@@ -31,7 +31,7 @@ end
 local n_seen, n_off, n_up, n_del, n_quota, n_out = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local seen_score, seen_floor = ARGV[9], ARGV[10]
 local seen_at = 11
-local off_at = seen_at + n_seen
+local off_at = seen_at + 2 * n_seen
 local up_at = off_at + 2 * n_off
 local del_at = up_at + 2 * n_up
 local quota_at = del_at + n_del
@@ -46,7 +46,11 @@ for q = 0, n_quota - 1 do
     return {'cap_exceeded', week, tostring(live), tostring(cap)}
   end
 end
-for s = 0, n_seen - 1 do redis.call('ZADD', KEYS[3], seen_score, ARGV[seen_at + s]) end
+for s = 0, n_seen - 1 do
+  local score = ARGV[seen_at + 2 * s]
+  if score == '' then score = seen_score end
+  redis.call('ZADD', KEYS[3], score, ARGV[seen_at + 2 * s + 1])
+end
 if seen_floor ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. seen_floor) end
 for o = 0, n_off - 1 do redis.call('HSET', KEYS[4], ARGV[off_at + 2 * o], ARGV[off_at + 2 * o + 1]) end
 for u = 0, n_up - 1 do redis.call('HSET', KEYS[2], ARGV[up_at + 2 * u], ARGV[up_at + 2 * u + 1]) end
@@ -120,6 +124,7 @@ class QuotaChange:
 @dataclass
 class Changes:
     seen: list[str] = field(default_factory=list)
+    seen_at: dict[str, float] = field(default_factory=dict)  # an id's own event time, when known
     offsets: dict[str, int] = field(default_factory=dict)
     upserts: dict[str, str] = field(default_factory=dict)
     deletes: set[str] = field(default_factory=set)
@@ -149,7 +154,8 @@ class Snapshot:
 
 @dataclass
 class Commit:
-    """What one commit writes besides the changes: the seen ids' score, the horizon below
+    """What one commit writes besides the changes: the score of seen ids without a time of
+    their own (the batch's latest event time), the horizon below
     which ids are forgotten, the outbox payload (one JSON array per batch), and whether the
     cap is checked (never on a replay: the decisions were taken and published before)."""
 
@@ -205,7 +211,9 @@ class RecordStore:
             expected_version, lease, len(changes.seen), len(changes.offsets), len(changes.upserts),
             len(changes.deletes), len(quota), 1 if extra.outbox else 0, repr(extra.seen_score),
             "" if extra.seen_floor is None else repr(extra.seen_floor)]
-        args += changes.seen
+        for event_id in changes.seen:
+            at = changes.seen_at.get(event_id)
+            args += ["" if at is None else repr(at), event_id]
         for k, v in changes.offsets.items():
             args += [k, v]
         for k, v in changes.upserts.items():

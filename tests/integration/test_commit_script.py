@@ -129,3 +129,13 @@ async def test_a_vanished_lease_is_gone_not_taken_and_can_be_acquired_again(redi
         await store.commit(0, before, _changes(), Commit())
     await lease.release()
     assert await redis.get(store.lease_key) is None
+
+
+async def test_an_event_id_is_remembered_by_its_own_event_time(redis):
+    store, lease = await _writer(redis)
+    batch = _changes()
+    batch.seen = ["late", "recent", "untimed"]
+    batch.seen_at = {"late": 100.0, "recent": 900.0}
+    await store.commit(0, lease.value, batch, Commit(seen_score=1000.0, seen_floor=500.0))
+    # a late event below the horizon is not kept; the others keep their own time, or the batch's
+    assert (await store.load()).seen == {"recent": 900.0, "untimed": 1000.0}
