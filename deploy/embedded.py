@@ -871,6 +871,17 @@ class EmbeddedStack:
                          for n in names if self.log_path(n).exists())
 
 
+async def cancel(task: asyncio.Task | None) -> None:
+    """Cancel a background task of the tooling and wait until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
 def _run(coro):
     """Run a coroutine from sync code; refuses inside a running loop (use the *_async twin)."""
     try:

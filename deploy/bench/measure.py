@@ -12,7 +12,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
-from deploy.embedded import ensure_topics
+from deploy.embedded import cancel, ensure_topics
 from deploy.sim.kafka import GROUP_INPUTS, _probe
 from shared.store import Changes, Commit, QuotaChange, RecordStore
 from shared.topics import TopicSpec
@@ -140,12 +140,7 @@ class MemorySampler:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._task)
         self.sample()
 
 
@@ -252,12 +247,7 @@ class AuditWatcher:
                         self.paired.setdefault(subject, now)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._task)
         await self.consumer.stop()
 
 

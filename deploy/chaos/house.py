@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from deploy.embedded import SERVICES, EmbeddedStack, ServiceProcess, redis_answers, service_env, spawn, \
+from deploy.embedded import SERVICES, EmbeddedStack, cancel, ServiceProcess, redis_answers, service_env, spawn, \
     start_service
 from shared.runtime import LEASE_LOST_EXIT
 
@@ -164,12 +164,7 @@ class House:
 
     # ---- the end -----------------------------------------------------------------------------
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._task)
         loop = asyncio.get_running_loop()
         await asyncio.gather(*[loop.run_in_executor(None, inst.proc.stop) for inst in self.instances.values()
                                if inst.proc is not None])

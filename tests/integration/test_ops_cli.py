@@ -15,6 +15,7 @@ from deploy.embedded import REPO_ROOT
 from shared import topics as T
 from shared.timeutil import iso_week
 from tests.support import factory as f
+from tests.support.flows import returned_and_offered
 from tests.support.client import Observer
 from tests.support.factory import DAY, HOUR, T0
 
@@ -99,14 +100,7 @@ async def test_explain_follows_a_case_blocked_unblocked_paired_refused_and_its_s
 
 async def test_report_csv_matches_the_published_weekly_balances(house, client, observer, stack_env, tmp_path):
     for n, at in enumerate((T0, T0 + 7 * DAY)):
-        await client.publish(T.BORDER_ARRIVALS, f.arrival(f"A{n}", at))
-        await client.publish(T.ADMISSIONS_APPLICATIONS, f.eoi(f"P{n}", at + HOUR))
-        await client.publish(T.ADMISSIONS_APPLICATIONS, f.vetted(f"P{n}", at + HOUR))
-        [req] = await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id=f"A{n}")
-        await client.publish(T.LIAISON_FR_DECISIONS, f.answer(req["request_id"], at + DAY))
-        await observer.wait_for(T.OPS_AUDIT, "Decision", subject_ref=req["request_id"], decision="accepted")
-        await client.publish(T.TRANSFERS_MOVEMENTS, f.executed(req["request_id"], at + 2 * DAY))
-        await observer.wait_for(T.LIAISON_UK_ADMISSION_NOTICES, "AdmissionOffered", application_id=f"P{n}")
+        await returned_and_offered(client, observer, f"A{n}", f"P{n}", at)
     await observer.quiet(1.0)
     published = {b["week"]: b for b in observer.events(T.OPS_BALANCE, "WeeklyBalance")}
     weeks = sorted(published)

@@ -8,25 +8,16 @@ import json
 
 import pytest
 
-from shared import topics as T
 from tests.integration.test_ops_cli import oioo, stack_env  # noqa: F401 - the fixture
-from tests.support import factory as f
-from tests.support.factory import DAY, HOUR, T0
+from tests.support.factory import HOUR, T0
+from tests.support.flows import returned_and_offered
 
 pytestmark = pytest.mark.integration
 
 
 async def three_pairs_returned_and_offered(client, observer) -> None:
     for n in range(3):
-        at = T0 + n * HOUR
-        await client.publish(T.BORDER_ARRIVALS, f.arrival(f"A{n}", at))
-        await client.publish(T.ADMISSIONS_APPLICATIONS, f.eoi(f"P{n}", at + HOUR))
-        await client.publish(T.ADMISSIONS_APPLICATIONS, f.vetted(f"P{n}", at + HOUR))
-        [req] = await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", arrival_id=f"A{n}")
-        await client.publish(T.LIAISON_FR_DECISIONS, f.answer(req["request_id"], at + DAY))
-        await observer.wait_for(T.OPS_AUDIT, "Decision", subject_ref=req["request_id"], decision="accepted")
-        await client.publish(T.TRANSFERS_MOVEMENTS, f.executed(req["request_id"], at + 2 * DAY))
-        await observer.wait_for(T.LIAISON_UK_ADMISSION_NOTICES, "AdmissionOffered", application_id=f"P{n}")
+        await returned_and_offered(client, observer, f"A{n}", f"P{n}", T0 + n * HOUR)
     await observer.quiet(1.0)
 
 
