@@ -40,7 +40,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from shared import faults, metrics, topics
+from shared import faults, heap, metrics, topics
 from shared.backoff import until_done
 from shared.catch_up import CatchUp, LogShort
 from shared.batch import BatchContext, Outgoing, Service, encode_outbox, trace_of
@@ -205,6 +205,7 @@ class Runner:
             return  # stays up, not ready, until an operator acts; the alert says why
         except _Stopping:
             return  # fenced while catching up or relaying: main() exits with LEASE_LOST_EXIT
+        heap.settle()  # the restored state is long-lived: later collections skip it
         await until_done("broker (start)", self.broker.start, self._broker_outage)
         self._probe = asyncio.create_task(self._watch())
         self._announce_ready()
@@ -493,5 +494,6 @@ def serve(build: Callable[[], Runner]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     check_production(Settings.from_env())  # refuses development keys and plaintext transport
+    heap.tune()
     runner = build()
     raise SystemExit(asyncio.run(runner.main()))

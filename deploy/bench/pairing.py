@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timedelta
 
 from deploy.bench.workload import application, arrival, weekly_cap
-from shared import topics as T
+from shared import heap, topics as T
 from shared.timeutil import LONDON, iso_week
 
 T0 = datetime(2025, 9, 1, 6, 0, tzinfo=LONDON)
@@ -17,6 +17,7 @@ T0 = datetime(2025, 9, 1, 6, 0, tzinfo=LONDON)
 
 def domain_pairing_rate(n: int, m: int) -> dict:
     """Pairs per second through matching's service in process, with n arrivals waiting."""
+    heap.tune()  # as the service's process does (shared/runtime.serve)
     from services.matching.app import Matching
     from services.intake.rules import PERSONAL_FIELDS
 
