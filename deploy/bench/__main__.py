@@ -73,6 +73,7 @@ class Publisher:
 
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
                                          linger_ms=linger_ms, max_batch_size=256 * 1024)
+        self._known: set[str] = set()
 
     async def __aenter__(self) -> "Publisher":
         await self.producer.start()
@@ -86,9 +87,32 @@ class Publisher:
         hdrs = [("content-type", b"application/json")] + [(k, v.encode()) for k, v in headers.items()]
         return await self.producer.send(topic, value, key=key.encode(), headers=hdrs)
 
-    async def send_all(self, recs: list[Signed]) -> None:
-        futures = [await self.send(r) for r in recs]
-        await asyncio.gather(*futures)
+    async def send_all(self, recs: list[Signed], chunk: int = 4000) -> None:
+        """Everything, in order within each partition, as the terminals would send it, but in
+        record batches built here: the publisher shares the machine with the house, and one
+        `send` per record cost it about 70 us of CPU per event (the partition is the
+        producer's own default for the key, so every record lands where `send` puts it)."""
+        for start in range(0, len(recs), chunk):
+            by_partition: dict[tuple[str, int], list[Signed]] = {}
+            for rec in recs[start:start + chunk]:
+                by_partition.setdefault((rec[0], await self._partition(rec[0], rec[1])), []).append(rec)
+            futures = []
+            for (topic, partition), group in by_partition.items():
+                batch = self.producer.create_batch()
+                for _, key, value, headers in group:
+                    hdrs = [("content-type", b"application/json")] + [(k, v.encode()) for k, v in headers.items()]
+                    if batch.append(key=key.encode(), value=value, timestamp=None, headers=hdrs) is None:
+                        futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                        batch = self.producer.create_batch()
+                        batch.append(key=key.encode(), value=value, timestamp=None, headers=hdrs)
+                futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+            await asyncio.gather(*futures)
+
+    async def _partition(self, topic: str, key: str) -> int:
+        if topic not in self._known:
+            await self.producer.client._wait_on_metadata(topic)
+            self._known.add(topic)
+        return self.producer._partition(topic, None, None, None, key.encode(), None)
 
 
 async def settled(bootstrap: str, label: str, limit: float, barrier: measure.Settled | None = None) -> float:

@@ -47,3 +47,35 @@ def test_bench_smoke_run_writes_every_figure(tmp_path, embedded_binaries):
     assert figures["latency_decided"] == figures["latency_arrivals"] > 0
     assert figures["latency_paired"] > 0
     assert "ceiling" in run.stdout and "replay_rate" in run.stdout
+
+
+async def test_the_bench_publisher_puts_each_record_where_a_plain_send_would(infra):
+    """The bench builds record batches itself; every record must still land on the partition
+    the producer's default partitioner gives its key, in order, with its headers."""
+    from aiokafka import AIOKafkaConsumer
+
+    from deploy.bench.__main__ import Publisher
+    from shared import topics as T
+
+    recs = [(T.BORDER_ARRIVALS, f"A{i:05d}", f'{{"n":{i}}}'.encode(), {"x-sig": f"s{i}"}) for i in range(900)]
+    async with Publisher(infra.bootstrap) as pub:
+        await pub.send_all(recs, chunk=250)
+        expected = {key: pub.producer._partition(topic, None, None, None, key.encode(), None)
+                    for topic, key, _, _ in recs}
+    consumer = AIOKafkaConsumer(T.BORDER_ARRIVALS, bootstrap_servers=infra.bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    got = []
+    try:
+        while len(got) < len(recs):
+            for records in (await consumer.getmany(timeout_ms=2000)).values():
+                got.extend(records)
+    finally:
+        await consumer.stop()
+    assert len(got) == len(recs)
+    assert {r.key.decode(): r.partition for r in got} == expected
+    assert len(set(expected.values())) > 1  # the keys did spread over the partitions
+    for partition in set(expected.values()):
+        mine = [r for r in got if r.partition == partition]
+        assert [int(json.loads(r.value)["n"]) for r in mine] == sorted(int(json.loads(r.value)["n"]) for r in mine)
+    assert all(dict(r.headers)["x-sig"] == f"s{json.loads(r.value)['n']}".encode() for r in got)
