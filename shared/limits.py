@@ -45,3 +45,15 @@ def json_depth(raw: bytes, stop_above: int | None = None) -> int:
         else:
             depth -= 1
     return deepest
+
+
+def deeper_than(raw: bytes, limit: int) -> bool:
+    """Whether `raw` nests arrays and objects deeper than `limit` (`json_depth(raw) > limit`).
+
+    Every level is opened by a `[` or `{` byte, so a value with no more of them than `limit`
+    cannot be deeper, whatever its strings hold: two counts in C settle it for nearly every
+    value, and only the rest is scanned.
+    """
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return False
+    return json_depth(raw, stop_above=limit) > limit

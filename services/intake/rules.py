@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from shared.events.base import Event
 from shared.events.inbound import TOPIC_ADAPTERS, ArrivalRecorded
 from shared.events.internal import ArrivalParticulars
-from shared.limits import FUTURE_TOLERANCE, MAX_DEPTH, MAX_VALUE_BYTES, json_depth
+from shared.limits import FUTURE_TOLERANCE, MAX_DEPTH, MAX_VALUE_BYTES, deeper_than
 from shared.signing import Keyring, verify
 from shared.topics import INBOUND_EVENT_TYPES
 
@@ -76,7 +76,7 @@ def screen(keyring: Keyring, topic: str, headers: dict, value: bytes | None, *,
 def _parse(raw: bytes) -> tuple[dict, bool] | Rejected:
     """The value as one JSON object, and whether it holds NaN or an infinity."""
     # Depth first, by a scan that cannot recurse: the parser itself would, without bound.
-    if json_depth(raw, stop_above=MAX_DEPTH) > MAX_DEPTH:
+    if deeper_than(raw, MAX_DEPTH):
         return Rejected("not_json", f"JSON is nested deeper than {MAX_DEPTH} levels")
     try:
         text = raw.decode("utf-8")
@@ -102,13 +102,25 @@ def _parse(raw: bytes) -> tuple[dict, bool] | Rejected:
         return Rejected("not_json", f"value is not JSON{where}")
     if not isinstance(document, dict):
         return Rejected("not_json", f"value must be one JSON object, not {type(document).__name__}")
-    try:
-        # A lone surrogate escape ("\ud800") parses, but is no Unicode text: nothing could
-        # write it out again. The depth is bounded, so this cannot recurse far.
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
+    if _LONE_SURROGATE_POSSIBLE in raw and not _unicode_text(document):
         return Rejected("not_json", "value holds a lone surrogate escape, which is not Unicode text")
     return document, non_finite
+
+
+# The bytes were decoded as strict UTF-8, which has no surrogates: a lone one can only come
+# from a `\u` escape, so a value without that sequence needs no look.
+_LONE_SURROGATE_POSSIBLE = b"\\u"
+
+
+def _unicode_text(document: dict) -> bool:
+    """Whether every string in the parsed value is Unicode text: a lone surrogate escape
+    ("\\ud800") parses, but nothing could write it out again."""
+    try:
+        # The depth is bounded, so this cannot recurse far.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def describe(exc: ValidationError) -> str:
@@ -136,4 +148,7 @@ def split_particulars(event: Event, document: dict) -> tuple[ArrivalParticulars 
         date_of_birth=event.date_of_birth.isoformat() if event.date_of_birth else None,
         nationality=event.nationality, landed_at=event.landed_at.isoformat(),
         landing_point=event.landing_point, vessel_ref=event.vessel_ref)
-    return particulars, {k: v for k, v in document.items() if k not in PERSONAL_FIELDS}
+    house = dict(document)  # a copy keeps the order of the fields that stay
+    for name in PERSONAL_FIELDS:
+        house.pop(name, None)
+    return particulars, house

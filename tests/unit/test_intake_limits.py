@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from shared.events.inbound import ANY_INBOUND, ArrivalRecorded
 from shared.events.outbound import DeadLetter
-from shared.limits import json_depth
+from shared.limits import MAX_DEPTH, deeper_than, json_depth
 from tests.support import factory as f
 
 tricky_text = st.text(alphabet=st.sampled_from(list('[]{}"\\ab:,é\u202e\x00')), max_size=12)
@@ -32,6 +32,33 @@ def depth_of(value) -> int:
 def test_the_scan_counts_nesting_as_a_parser_would_with_strings_ignored(value, ascii_only, indent):
     raw = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode("utf-8")
     assert json_depth(raw) == depth_of(value)
+
+
+@st.composite
+def near_the_limit(draw) -> bytes:
+    """JSON nested about as deep as the limit, often with more brackets in its strings than
+    levels (so the bracket count alone cannot settle it), or bytes of the same alphabet."""
+    if draw(st.booleans()):
+        return draw(st.lists(st.sampled_from(list(b'[]{}"\\a:,')), max_size=120).map(bytes))
+    value = draw(json_values)
+    for _ in range(draw(st.integers(0, MAX_DEPTH + 4))):
+        value = [value] if draw(st.booleans()) else {draw(tricky_text): value}
+    return json.dumps(value, ensure_ascii=draw(st.booleans())).encode("utf-8")
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=near_the_limit(), limit=st.one_of(st.just(MAX_DEPTH), st.integers(0, MAX_DEPTH + 4)))
+def test_counting_brackets_and_scanning_agree_on_deeper_than_the_limit(raw, limit):
+    assert deeper_than(raw, limit) == (json_depth(raw) > limit)
+
+
+def test_the_bracket_count_is_a_shortcut_and_the_scan_still_decides_the_rest():
+    inside_strings = json.dumps({"a": "[{" * MAX_DEPTH}).encode()  # 65 brackets, depth 1
+    assert not deeper_than(inside_strings, MAX_DEPTH)
+    exactly = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
+    assert not deeper_than(exactly, MAX_DEPTH)
+    assert deeper_than(b"[" + exactly + b"]", MAX_DEPTH)
+    assert deeper_than(b"[" * (MAX_DEPTH + 1), MAX_DEPTH)  # unbalanced: the parser rejects it later
 
 
 def test_the_scan_does_not_recurse_however_deep():

@@ -3,13 +3,15 @@ raise. Pure function, no broker."""
 from __future__ import annotations
 
 import json
+from unittest import mock
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from services.intake.rules import CODES, Accepted, Rejected, screen
+from services.intake import rules
+from services.intake.rules import CODES, PERSONAL_FIELDS, Accepted, Rejected, screen, split_particulars
 from shared import topics as T
 from shared.events.inbound import ANY_INBOUND, subject_of
 from shared.events.internal import AcceptedEvent
@@ -104,6 +106,36 @@ def test_a_value_that_is_not_one_json_object_is_not_json(value):
                                    b'{"family_name":"\\ud800"}', b"\xef\xbb\xbf{}"])
 def test_what_is_not_utf8_json_text_is_not_json(value):
     assert code(T.BORDER_ARRIVALS, value) == "not_json"
+
+
+def test_a_lone_surrogate_escape_is_not_json_and_escaped_text_that_is_unicode_is_fine():
+    body = encode(f.arrival("A1", f.T0))
+
+    def with_name(escaped: bytes) -> bytes:  # the JSON text of the name begins with `escaped`
+        return body.replace(b'"family_name":"', b'"family_name":"' + escaped, 1)
+
+    for lone in (rb"\ud800", rb"\udfff", rb"x\ud83d", rb"\ude00\ud83d"):
+        assert run(T.BORDER_ARRIVALS, with_name(lone)) == \
+            Rejected("not_json", "value holds a lone surrogate escape, which is not Unicode text")
+    for text in (rb"\ud83d\ude00", rb"\u00e9", rb"\\ud800", "é😀".encode()):  # a pair, é, a backslash
+        assert isinstance(run(T.BORDER_ARRIVALS, with_name(text)), Accepted)
+
+
+# Lone and paired surrogates, and what json.dumps escapes (with ensure_ascii, all of it but "u" and "a").
+escapable = st.lists(st.sampled_from(["\ud800", "\udfff", "\ud83d\ude00", "😀", "\\", "u", "é", "\x00", '"', "a"]),
+                     max_size=8).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(topic=st.sampled_from(INBOUND), name=st.sampled_from(["family_name", "reason", "x"]),
+       text=escapable, ascii_only=st.booleans())
+def test_screening_without_the_look_for_lone_surrogates_agrees_with_looking_every_time(topic, name, text, ascii_only):
+    doc = {**GOOD[topic], name: text}
+    value = json.dumps(doc, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    fast = run(topic, value)
+    with mock.patch.object(rules, "_LONE_SURROGATE_POSSIBLE", b""):  # b"" is in every value
+        slow = run(topic, value)
+    assert fast == slow
 
 
 def test_a_string_over_1000_characters_is_schema_and_1000_is_fine():
@@ -310,3 +342,15 @@ def test_only_events_more_than_a_day_ahead_are_implausible(topic, ahead):
 def test_signed_junk_passes_the_signature_and_still_never_raises(topic, value):
     result = run(topic, value)
     assert isinstance(result, Rejected) and result.error_code in ("not_json", "unknown_type", "schema")
+
+
+@settings(max_examples=100, deadline=None)
+@given(extra=st.dictionaries(st.text(max_size=8), st.integers(), max_size=4), order=st.randoms())
+def test_the_house_keeps_an_arrival_in_the_order_it_was_sent_less_the_personal_fields(extra, order):
+    fields = list({**f.arrival("A1", f.T0), **extra}.items())
+    order.shuffle(fields)
+    doc = dict(fields)
+    particulars, house = split_particulars(ANY_INBOUND.validate_python(f.arrival("A1", f.T0)), doc)
+    assert particulars is not None and particulars.family_name == doc["family_name"]
+    assert list(house.items()) == [(k, v) for k, v in fields if k not in PERSONAL_FIELDS]
+    assert doc == dict(fields)  # the document itself is left whole
