@@ -211,8 +211,11 @@ ANY_IN_HOUSE: TypeAdapter = TypeAdapter(Annotated[HouseEvent, Field(discriminato
 
 # The event that names the subject an inbound event is about (key for internal routing).
 def subject_of(event: Event) -> str:
+    # the instance's own fields: a missing attribute on a pydantic model takes its slow path
+    # (about 20 us per miss for a ClockTick, against 0.2 us for an arrival)
+    fields = event.__dict__
     for name in ("arrival_id", "application_id", "request_id", "report_id", "week"):
-        value = getattr(event, name, None)
+        value = fields.get(name)
         if value:
             return str(value)
     return event.event_type

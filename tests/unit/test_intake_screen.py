@@ -354,3 +354,15 @@ def test_the_house_keeps_an_arrival_in_the_order_it_was_sent_less_the_personal_f
     assert particulars is not None and particulars.family_name == doc["family_name"]
     assert list(house.items()) == [(k, v) for k, v in fields if k not in PERSONAL_FIELDS]
     assert doc == dict(fields)  # the document itself is left whole
+
+
+def test_the_subject_is_the_first_identifying_field_the_event_has():
+    at = "2026-01-05T06:00:00+00:00"
+    base = {"event_id": "3f1b2c4d-0000-4000-8000-000000000001", "occurred_at": at, "producer": "ops-console"}
+    cases = [
+        ({**base, "event_type": "WeeklyCapSet", "week": "2026-W02", "cap": 50}, "2026-W02"),
+        ({**base, "event_type": "ClockTick"}, "ClockTick"),
+        ({**base, "event_type": "AdmissionsPaused", "reason": "review"}, "AdmissionsPaused"),
+    ]
+    for document, subject in cases:
+        assert subject_of(ANY_INBOUND.validate_python(document)) == subject
