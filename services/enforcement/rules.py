@@ -28,7 +28,7 @@ INDEXED = {
 
 
 class Person(NamedTuple):
-    """Immutable and small (a tuple): the index holds one for each of ~200,000 people."""
+    """Immutable and small (a tuple); index.py holds most people in a smaller form still."""
 
     arrival_ids: tuple[str, ...] = ()
     application_ids: tuple[str, ...] = ()
