@@ -1,16 +1,18 @@
 """The biometric index, as pure decisions over plain values: no I/O, no clock, no Redis.
 
-One `Person` is everything enforcement knows of one biometric: the arrivals, applications and
-illegal-working reports made under it (ids only, first-seen order) and the ban, if any.
+One `Person` is everything enforcement knows under one biometric: the arrivals, applications
+and illegal-working reports made under it (ids only, first-seen order) and the ban, if any.
+The biometric itself is the index's key, so a Person does not repeat it.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
-from shared.events.internal import Instruction, Screening
+from shared.events.internal import Instruction
 from shared.timeutil import parse_time
 
 BAN_REASON = "reentry_after_return"
@@ -25,9 +27,9 @@ INDEXED = {
 }
 
 
-@dataclass(frozen=True)
-class Person:
-    biometric_id: str
+class Person(NamedTuple):
+    """Immutable and small (a tuple); index.py holds most people in a smaller form still."""
+
     arrival_ids: tuple[str, ...] = ()
     application_ids: tuple[str, ...] = ()
     report_ids: tuple[str, ...] = ()
@@ -36,9 +38,9 @@ class Person:
     # (a batch redelivered before it was committed) must give the same ban, not "already_banned".
     ban_instruction_id: str | None = None
 
-    def to_record(self) -> dict:
+    def to_record(self, biometric_id: str) -> dict:
         return {
-            "biometric_id": self.biometric_id,
+            "biometric_id": biometric_id,
             "arrival_ids": list(self.arrival_ids),
             "application_ids": list(self.application_ids),
             "report_ids": list(self.report_ids),
@@ -49,13 +51,28 @@ class Person:
     @classmethod
     def from_record(cls, record: dict) -> "Person":
         return cls(
-            biometric_id=record["biometric_id"],
-            arrival_ids=tuple(record.get("arrival_ids", ())),
-            application_ids=tuple(record.get("application_ids", ())),
-            report_ids=tuple(record.get("report_ids", ())),
-            banned_request_id=record.get("banned_request_id"),
-            ban_instruction_id=record.get("ban_instruction_id"),
+            tuple(record.get("arrival_ids", ())),
+            tuple(record.get("application_ids", ())),
+            tuple(record.get("report_ids", ())),
+            record.get("banned_request_id"),
+            record.get("ban_instruction_id"),
         )
+
+
+NOBODY = Person()  # what the index knows of a biometric it has never seen
+# Where each indexed event's id goes in a Person.
+_SLOT = {event_type: Person._fields.index(attr) for event_type, (attr, _) in INDEXED.items()}
+
+
+class Screening(NamedTuple):
+    """The person's OTHER records that an event is screened against (the ids only)."""
+
+    arrival_ids: tuple[str, ...] = ()
+    application_ids: tuple[str, ...] = ()
+    report_ids: tuple[str, ...] = ()
+
+
+NOTHING_KNOWN = Screening()
 
 
 def person_key(biometric_id: str) -> str:
@@ -73,26 +90,28 @@ def screening_for(person: Person | None, event_type: str, own_id: str) -> Screen
     illegal-working report against their arrivals and applications.
     """
     if person is None:
-        return Screening()
-    others = lambda ids: [i for i in ids if i != own_id]  # noqa: E731
+        return NOTHING_KNOWN
     if event_type == "ArrivalRecorded":
-        return Screening(arrival_ids=others(person.arrival_ids),
-                         application_ids=list(person.application_ids))
+        arrivals = person.arrival_ids
+        if own_id in arrivals:
+            arrivals = tuple(i for i in arrivals if i != own_id)
+        return Screening(arrivals, person.application_ids)
     if event_type == "ApplicationVetted":
-        return Screening(arrival_ids=list(person.arrival_ids), report_ids=list(person.report_ids))
+        return Screening(person.arrival_ids, (), person.report_ids)
     if event_type == "IllegalWorkingEncounter":
-        return Screening(arrival_ids=list(person.arrival_ids),
-                         application_ids=list(person.application_ids))
-    return Screening()
+        return Screening(person.arrival_ids, person.application_ids)
+    return NOTHING_KNOWN
 
 
 def indexed(person: Person, event_type: str, own_id: str) -> Person:
     """The person with the event's own id added to its list, once, in first-seen order."""
-    attr, _ = INDEXED[event_type]
-    ids = getattr(person, attr)
+    slot = _SLOT[event_type]
+    ids = person[slot]
     if own_id in ids:
         return person
-    return replace(person, **{attr: ids + (own_id,)})
+    fields = list(person)
+    fields[slot] = ids + (own_id,)
+    return Person._make(fields)
 
 
 @dataclass(frozen=True)
@@ -140,8 +159,8 @@ def ban_outcome(person: Person, order: BanOrder) -> BanOutcome:
     """
     instruction_id = str(order.instruction_id)
     if person.banned_request_id is None:
-        banned = replace(person, banned_request_id=order.returned_request_id,
-                         ban_instruction_id=instruction_id)
+        banned = person._replace(banned_request_id=order.returned_request_id,
+                                 ban_instruction_id=instruction_id)
         return BanOutcome(banned, True, [BAN_REASON])
     if person.ban_instruction_id == instruction_id:
         return BanOutcome(person, True, [BAN_REASON])
