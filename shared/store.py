@@ -15,54 +15,84 @@ slot of a Redis Cluster.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 
+import orjson
+from pydantic_core import to_json
 from redis.asyncio import Redis
 
+# The arguments: ARGV[1] "expected_version n_seen n_off n_up n_del n_quota", ARGV[2] the lease
+# value, ARGV[3] the horizon ('' for none), ARGV[4] and ARGV[5] the batch's items (their lengths
+# as 4-byte little-endian numbers, and their bytes end to end), ARGV[6] the outbox entry if there
+# is one. The items, in order: (score, id) per seen id, (field, offset) per partition, (key, JSON)
+# per record written, the keys deleted, (week, delta, cap, check) per quota change. Six arguments
+# however large the batch: redis-py packs every argument in Python (about a microsecond each),
+# the script cuts the items out of one string.
 _COMMIT = """
 local lease = redis.call('GET', KEYS[5])
 if lease ~= ARGV[2] then
   return {'fenced', lease or ''}
 end
+local expected, n_seen, n_off, n_up, n_del, n_quota =
+  string.match(ARGV[1], '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current ~= tonumber(ARGV[1]) then
+if current ~= tonumber(expected) then
   return {'stale', tostring(current)}
 end
-local n_seen, n_off, n_up, n_del, n_quota, n_out = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local seen_score, seen_floor = ARGV[9], ARGV[10]
-local seen_at = 11
+n_seen, n_off, n_up, n_del, n_quota = tonumber(n_seen), tonumber(n_off), tonumber(n_up), tonumber(n_del), tonumber(n_quota)
+local A, n, at, lengths, blob = {}, 0, 1, ARGV[4], ARGV[5]
+for k = 1, #lengths, 4 do
+  local b1, b2, b3, b4 = string.byte(lengths, k, k + 3)
+  local stop = at + b1 + 256 * b2 + 65536 * b3 + 16777216 * b4
+  n = n + 1
+  A[n] = string.sub(blob, at, stop - 1)
+  at = stop
+end
+local seen_floor = ARGV[3]
+local seen_at = 1
 local off_at = seen_at + 2 * n_seen
 local up_at = off_at + 2 * n_off
 local del_at = up_at + 2 * n_up
 local quota_at = del_at + n_del
-local out_at = quota_at + 4 * n_quota
 -- the cap first: a refused batch writes nothing
+local caps = {}
 for q = 0, n_quota - 1 do
-  local week = ARGV[quota_at + 4 * q]
-  local delta = tonumber(ARGV[quota_at + 4 * q + 1])
-  local cap = tonumber(ARGV[quota_at + 4 * q + 2])
-  local live = tonumber(redis.call('HGET', KEYS[7], week .. '|live') or '0') + delta
-  if ARGV[quota_at + 4 * q + 3] == '1' and delta > 0 and live > cap then
+  local i = quota_at + 4 * q
+  local week = A[i]
+  local delta = tonumber(A[i + 1])
+  local cap = tonumber(A[i + 2])
+  local held = redis.call('HMGET', KEYS[7], week .. '|live', week .. '|cap')
+  local live = tonumber(held[1] or '0') + delta
+  if A[i + 3] == '1' and delta > 0 and live > cap then
     return {'cap_exceeded', week, tostring(live), tostring(cap)}
   end
+  if caps[week] == nil then caps[week] = held[2] end
 end
-for s = 0, n_seen - 1 do
-  local score = ARGV[seen_at + 2 * s]
-  if score == '' then score = seen_score end
-  redis.call('ZADD', KEYS[3], score, ARGV[seen_at + 2 * s + 1])
+-- one call per kind of write, in slices that unpack can hand over (pairs stay together)
+local function each(command, key, from, count)
+  local last = from + count - 1
+  for i = from, last, 1000 do
+    redis.call(command, key, unpack(A, i, math.min(i + 999, last)))
+  end
 end
+each('ZADD', KEYS[3], seen_at, 2 * n_seen)
 if seen_floor ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. seen_floor) end
-for o = 0, n_off - 1 do redis.call('HSET', KEYS[4], ARGV[off_at + 2 * o], ARGV[off_at + 2 * o + 1]) end
-for u = 0, n_up - 1 do redis.call('HSET', KEYS[2], ARGV[up_at + 2 * u], ARGV[up_at + 2 * u + 1]) end
-for d = 0, n_del - 1 do redis.call('HDEL', KEYS[2], ARGV[del_at + d]) end
+each('HSET', KEYS[4], off_at, 2 * n_off)
+each('HSET', KEYS[2], up_at, 2 * n_up)
+each('HDEL', KEYS[2], del_at, n_del)
 for q = 0, n_quota - 1 do
-  local week = ARGV[quota_at + 4 * q]
-  redis.call('HINCRBY', KEYS[7], week .. '|live', tonumber(ARGV[quota_at + 4 * q + 1]))
-  redis.call('HSET', KEYS[7], week .. '|cap', ARGV[quota_at + 4 * q + 2])
+  local i = quota_at + 4 * q
+  local week, cap = A[i], A[i + 2]
+  redis.call('HINCRBY', KEYS[7], week .. '|live', tonumber(A[i + 1]))
+  if caps[week] ~= cap then
+    redis.call('HSET', KEYS[7], week .. '|cap', cap)
+    caps[week] = cap
+  end
 end
 local v = redis.call('INCR', KEYS[1])
-for m = 0, n_out - 1 do redis.call('RPUSH', KEYS[6], tostring(v) .. '|' .. ARGV[out_at + m]) end
-return {'ok', tostring(v)}
+if ARGV[6] then redis.call('RPUSH', KEYS[6], tostring(v) .. '|' .. ARGV[6]) end
+return v
 """
 
 # Drop the outbox entries the relay published (up to and including version `upto`), only while
@@ -85,8 +115,34 @@ return n
 """
 
 
-# One encoder for every record: json.dumps with options builds a new one per call. Same bytes.
+# How a record is written: compact JSON, keys sorted (a record's bytes do not depend on the order
+# its dict was built in). orjson writes it; json.loads reads it back as it reads what json.dumps
+# wrote before (the same values; text as UTF-8 rather than \u escapes).
 _RECORD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_RECORD_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def encode_record(record: dict) -> bytes:
+    """The bytes stored for a record. Whatever orjson would write otherwise than json.dumps goes
+    through json.dumps: what orjson refuses (integers over 64 bits, keys that are not text,
+    subclasses, datetimes, dataclasses) and NaN or infinities (orjson writes them as null)."""
+    try:
+        out = orjson.dumps(record, option=_RECORD_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return _RECORD_JSON(record).encode()
+    if b"null" in out and _non_finite(record):
+        return _RECORD_JSON(record).encode()
+    return out
+
+
+def _non_finite(record: dict) -> bool:
+    """Whether a NaN or an infinity may hide behind a null orjson wrote (a false alarm costs time only)."""
+    try:
+        text = to_json(record, inf_nan_mode="constants")
+    except Exception:  # noqa: BLE001 - unsure: json.dumps decides
+        return True
+    return b"NaN" in text or b"Infinity" in text
 
 
 class StaleState(Exception):
@@ -126,13 +182,13 @@ class Changes:
     seen: list[str] = field(default_factory=list)
     seen_at: dict[str, float] = field(default_factory=dict)  # an id's own event time, when known
     offsets: dict[str, int] = field(default_factory=dict)
-    upserts: dict[str, str] = field(default_factory=dict)
+    upserts: dict[str, bytes] = field(default_factory=dict)  # key -> the record's JSON
     deletes: set[str] = field(default_factory=set)
     quota: dict[str, QuotaChange] = field(default_factory=dict)
 
     def put(self, key: str, record: dict) -> None:
         self.deletes.discard(key)
-        self.upserts[key] = _RECORD_JSON(record)
+        self.upserts[key] = encode_record(record)
 
     def delete(self, key: str) -> None:
         self.upserts.pop(key, None)
@@ -178,6 +234,8 @@ class RecordStore:
         self.outbox_key = f"{tag}:outbox"
         self.quota_key = f"{tag}:quota"
         self.fence_key = f"{tag}:fence"
+        self._keys = [k.encode() for k in (self.version_key, self.records_key, self.seen_key, self.offsets_key,
+                                           self.lease_key, self.outbox_key, self.quota_key)]
         self._commit = redis.register_script(_COMMIT)
         self._trim = redis.register_script(_TRIM)
 
@@ -205,25 +263,31 @@ class RecordStore:
 
     async def commit(self, expected_version: int, lease: str, changes: Changes, extra: Commit) -> int:
         quota = list(changes.quota.values())
-        keys = [self.version_key, self.records_key, self.seen_key, self.offsets_key, self.lease_key,
-                self.outbox_key, self.quota_key]
-        args: list[str | int | float | bytes] = [
-            expected_version, lease, len(changes.seen), len(changes.offsets), len(changes.upserts),
-            len(changes.deletes), len(quota), 1 if extra.outbox else 0, repr(extra.seen_score),
-            "" if extra.seen_floor is None else repr(extra.seen_floor)]
-        for event_id in changes.seen:
-            at = changes.seen_at.get(event_id)
-            args += ["" if at is None else repr(at), event_id]
+        seen, seen_at, upserts = changes.seen, changes.seen_at, changes.upserts
+        batch_score = repr(extra.seen_score).encode()
+        items: list[bytes] = [b""] * (2 * len(seen))
+        items[0::2] = [batch_score if (at := seen_at.get(event_id)) is None else repr(at).encode()
+                       for event_id in seen]
+        items[1::2] = [event_id.encode() for event_id in seen]
         for k, v in changes.offsets.items():
-            args += [k, v]
-        for k, v in changes.upserts.items():
-            args += [k, v]
-        args += sorted(changes.deletes)
+            items += (k.encode(), b"%d" % v)
+        records: list[bytes] = [b""] * (2 * len(upserts))
+        records[0::2] = [k.encode() for k in upserts]
+        records[1::2] = [v if isinstance(v, bytes) else v.encode() for v in upserts.values()]
+        items += records
+        items += [k.encode() for k in sorted(changes.deletes)]
         for q in quota:
-            args += [q.week, q.delta_live, q.cap, "1" if (q.check and extra.check_cap) else "0"]
+            items += (q.week.encode(), b"%d" % q.delta_live, b"%d" % q.cap,
+                      b"1" if (q.check and extra.check_cap) else b"0")
+        header = (f"{expected_version} {len(seen)} {len(changes.offsets)} {len(changes.upserts)} "
+                  f"{len(changes.deletes)} {len(quota)}")
+        args = [header.encode(), lease.encode(), b"" if extra.seen_floor is None else repr(extra.seen_floor).encode(),
+                struct.pack(f"<{len(items)}I", *map(len, items)), b"".join(items)]
         if extra.outbox:
             args.append(extra.outbox)
-        result = await self._commit(keys=keys, args=args)
+        result = await self._commit(keys=self._keys, args=args)
+        if isinstance(result, int):
+            return result
         status = _s(result[0])
         if status == "fenced":
             raise Fenced(_s(result[1]))
@@ -231,7 +295,7 @@ class RecordStore:
             raise StaleState(int(_s(result[1])))
         if status == "cap_exceeded":
             raise CapExceeded(_s(result[1]), int(_s(result[2])), int(_s(result[3])))
-        return int(_s(result[1]))
+        raise RuntimeError(f"the commit script answered {status!r}")
 
     # ---- the outbox, read and trimmed by the relay -----------------------------------------
     async def pending(self, limit: int = 64) -> list[tuple[int, bytes]]:

@@ -139,3 +139,52 @@ async def test_an_event_id_is_remembered_by_its_own_event_time(redis):
     await store.commit(0, lease.value, batch, Commit(seen_score=1000.0, seen_floor=500.0))
     # a late event below the horizon is not kept; the others keep their own time, or the batch's
     assert (await store.load()).seen == {"recent": 900.0, "untimed": 1000.0}
+
+
+async def test_a_large_batch_writes_every_id_record_offset_and_delete(redis):
+    # more items of each kind than the script hands Redis in one call
+    store, lease = await _writer(redis)
+    first = Changes()
+    for i in range(1500):
+        first.put(f"case:{i}", {"n": i})
+    v = await store.commit(0, lease.value, first, Commit())
+    big = Changes()
+    big.seen = [f"e-{i}" for i in range(2500)]
+    big.seen_at = {f"e-{i}": float(i) for i in range(0, 2500, 2)}
+    for i in range(1200):
+        big.put(f"case:{i + 1000}", {"n": -i, "name": "Zoë 😀"})
+    for i in range(1100):
+        big.delete(f"case:{i}")
+    big.offsets = {f"in:{p}": p * 10 for p in range(1001)}
+    big.quota = {"2025-W40": QuotaChange("2025-W40", 3, 50, True), "2025-W41": QuotaChange("2025-W41", 0, 9, False)}
+    v = await store.commit(v, lease.value, big, Commit(seen_score=5000.0, outbox=b'["x"]'))
+    snap = await store.load()
+    assert snap.version == v == 2
+    assert snap.seen == {f"e-{i}": float(i) if i % 2 == 0 else 5000.0 for i in range(2500)}
+    # the deletes took back the batch's own puts of case:1000-1099; case:1100-1499 were overwritten
+    assert snap.records == {f"case:{k}": {"n": 1000 - k, "name": "Zoë 😀"} for k in range(1100, 2200)}
+    assert snap.offsets == {f"in:{p}": p * 10 for p in range(1001)}
+    assert snap.quota == {"2025-W40": {"live": 3, "cap": 50}, "2025-W41": {"live": 0, "cap": 9}}
+    assert await store.pending() == [(2, b'["x"]')]
+
+
+async def test_a_cap_is_written_when_it_changes_and_kept_when_it_does_not(redis):
+    store, lease = await _writer(redis)
+    v = await store.commit(0, lease.value, _changes(**{"2025_W40": (1, 50, True)}), Commit())
+    v = await store.commit(v, lease.value, _changes(**{"2025_W40": (1, 50, True)}), Commit())
+    assert (await store.load()).quota["2025-W40"] == {"live": 2, "cap": 50}
+    v = await store.commit(v, lease.value, _changes(**{"2025_W40": (0, 40, False)}), Commit())
+    assert (await store.load()).quota["2025-W40"] == {"live": 2, "cap": 40}
+
+
+async def test_records_written_by_the_earlier_encoder_load_as_the_new_ones(redis):
+    store, lease = await _writer(redis)
+    record = {"name": "Zoë 😀", "ids": ["a", "b"], "n": 3, "none": None, "nested": {"b": 1, "a": [1.5]}}
+    old = json.dumps(record, separators=(",", ":"), sort_keys=True)  # \u escapes, as stored until now
+    await redis.hset(store.records_key, "case:old", old)
+    c = Changes()
+    c.put("case:new", record)
+    await store.commit(0, lease.value, c, Commit())
+    assert old.isascii() and c.upserts["case:new"] != old.encode()
+    snap = await store.load()
+    assert snap.records["case:old"] == snap.records["case:new"] == record
