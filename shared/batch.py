@@ -6,12 +6,14 @@ runtime (`shared/runtime.py`) commits and publishes what the batch holds.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import sha256
 
+import orjson
 from aiokafka import ConsumerRecord
 
 from shared.events.base import Event
@@ -21,7 +23,7 @@ JSON_HEADERS = {"content-type": "application/json"}
 TRACEPARENT = "traceparent"
 
 
-@dataclass
+@dataclass(slots=True)
 class Outgoing:
     topic: str
     key: str | None
@@ -43,15 +45,17 @@ class BatchContext:
 
     def first_time(self, event_id: str, when: datetime | None = None) -> bool:
         """True once per event id within the duplicate filter's horizon (and records it)."""
-        if when is not None and when.timestamp() > self.high:
-            self.high = when.timestamp()
+        if when is not None:
+            at = when.timestamp()
+            if at > self.high:
+                self.high = at
         if event_id in self._seen or event_id in self._new_seen:
             return False
         self._new_seen.add(event_id)
         self.changes.seen.append(event_id)
         if when is not None:
             # remembered by its own event time: a chronological replay keeps only the horizon
-            self.changes.seen_at[event_id] = when.timestamp()
+            self.changes.seen_at[event_id] = at
         return True
 
     def emit(self, topic: str, key: str | None, event: Event | bytes) -> None:
@@ -79,12 +83,25 @@ class Service(ABC):
         """Decide on one input record. Raising dead-letters the record (processing_error)."""
 
 
-_OUTBOX_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, same bytes
+# The relay reads an outbox entry back with json.loads: either encoder's output reads the same.
+_OUTBOX_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def encode_outbox(out: list[Outgoing]) -> bytes:
-    return _OUTBOX_JSON([[o.topic, o.key, o.value.decode("utf-8"), o.headers.get(TRACEPARENT)]
-                         for o in out]).encode("utf-8")
+    """One outbox entry: [[topic, key, value as text, traceparent], ...]. orjson writes it; what
+    orjson refuses (a lone surrogate in a key) goes through json, which refuses it as before."""
+    entry = [[o.topic, o.key, o.value.decode("utf-8"), o.headers.get(TRACEPARENT)] for o in out]
+    try:
+        return orjson.dumps(entry)
+    except TypeError:  # orjson.JSONEncodeError
+        return _OUTBOX_JSON(entry).encode("utf-8")
+
+
+# A producer's traceparent whose trace id we continue: four fields split on "-", the second 32
+# lowercase hex digits (not all zero). On the raw header bytes: a non-ASCII byte is neither "-"
+# nor a hex digit, as the U+FFFD that decoding it with "replace" gave.
+_TRACEPARENT = re.compile(rb"[^-]*-([0-9a-f]{32})-[^-]*-[^-]*")
+_NO_TRACE = b"0" * 32
 
 
 def trace_of(rec: ConsumerRecord, place: str) -> str:
@@ -92,10 +109,12 @@ def trace_of(rec: ConsumerRecord, place: str) -> str:
     followed across the four services: the record's own trace continued, with this service's
     hop as the parent span, or a new trace when the producer sent none. Derived from the
     record's place in the log, so a batch decided again publishes the same headers."""
-    digest = hashlib.sha256(place.encode()).hexdigest()
-    incoming = next((v for k, v in (rec.headers or ()) if k == TRACEPARENT), b"")
-    parts = incoming.decode("ascii", "replace").split("-") if incoming else []
-    valid = len(parts) == 4 and len(parts[1]) == 32 and all(c in "0123456789abcdef" for c in parts[1]) \
-        and parts[1] != "0" * 32
-    trace_id = parts[1] if valid else digest[16:48]
-    return f"00-{trace_id}-{digest[:16]}-01"
+    digest = sha256(place.encode()).hexdigest()
+    for k, v in rec.headers or ():
+        if k == TRACEPARENT:
+            if v:  # the first traceparent header decides, valid or not
+                found = _TRACEPARENT.fullmatch(v)
+                if found is not None and found[1] != _NO_TRACE:
+                    return f"00-{found[1].decode()}-{digest[:16]}-01"
+            break
+    return f"00-{digest[16:48]}-{digest[:16]}-01"

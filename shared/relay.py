@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 from collections.abc import Callable
+from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from shared.backoff import until_done
 from shared.batch import JSON_HEADERS, TRACEPARENT, Outgoing
@@ -22,6 +25,52 @@ from shared.settings import Settings
 from shared.store import RecordStore
 
 Message = tuple[str, str | None, bytes, str | None]  # topic, key, value, traceparent
+
+# The two header lists a message can carry, as the producer takes them: the JSON content type,
+# and the traceparent after it when the message has one.
+_PLAIN = [(k, v.encode()) for k, v in JSON_HEADERS.items()]
+
+
+def _headers(trace: str | None) -> list[tuple[str, bytes]]:
+    return [*_PLAIN, (TRACEPARENT, trace.encode())] if trace else _PLAIN
+
+
+def murmur2(data: bytes) -> int:
+    """aiokafka.partitioner.murmur2 (the Java client's), the same number for every key: read
+    four bytes at a time as little-endian words instead of one byte at a time."""
+    length = len(data)
+    m = 0x5BD1E995
+    h = 0x9747B28C ^ length
+    for k in struct.unpack_from(f"<{length >> 2}I", data):
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = length & 3
+    if tail:
+        base = length - tail
+        if tail == 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h ^= data[base]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+_key_hash = lru_cache(maxsize=1 << 14)(murmur2)  # a subject's messages often share its key
+_random_partition = DefaultPartitioner()
+
+
+def partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's DefaultPartitioner, the same partition for every key (murmur2 of the key,
+    modulo the partitions), a random one for no key; only the hash is computed faster."""
+    if key is None:
+        return _random_partition(key, all_partitions, available)
+    digest = _key_hash(key) if type(key) is bytes else murmur2(key)
+    return all_partitions[(digest & 0x7FFFFFFF) % len(all_partitions)]
 
 
 class Relay:
@@ -39,7 +88,8 @@ class Relay:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=False,
             client_id=f"oioo-{self.instance}-relay", linger_ms=self.settings.linger_ms,
-            max_batch_size=self.settings.max_produce_batch_bytes, **self.kafka_options)
+            max_batch_size=self.settings.max_produce_batch_bytes, partitioner=partition_for,
+            **self.kafka_options)
         await until_done("broker (producer)", self.producer.start, self.broker_outage)
 
     async def stop(self) -> None:
@@ -84,11 +134,7 @@ class Relay:
     async def publish(self, messages: list[Message]) -> None:
         """Every message into the producer's accumulator, then wait for all the acknowledgements."""
         send = self.producer.send
-        futures = [
-            await send(topic, value, key=key.encode() if key else None,
-                       headers=[(k, v.encode()) for k, v in ({**JSON_HEADERS, TRACEPARENT: trace} if trace
-                                                               else JSON_HEADERS).items()])
-            for topic, key, value, trace in messages
-        ]
+        futures = [await send(topic, value, key=key.encode() if key else None, headers=_headers(trace))
+                   for topic, key, value, trace in messages]
         await asyncio.gather(*futures)
         self.metrics.published.inc(len(messages))
