@@ -18,8 +18,9 @@ from pydantic_core import to_json
 from services.enforcement import rules
 from services.enforcement.index import BiometricIndex
 from shared import topics
-from shared.events.inbound import ANY_IN_HOUSE, subject_of
-from shared.events.internal import AcceptedEvent, Instruction
+from shared.events.in_house import read_accepted
+from shared.events.inbound import subject_of
+from shared.events.internal import Instruction
 from shared.events.outbound import AsylumBanRecorded, Decision
 from shared.ids import derived_id
 from shared.runtime import BatchContext, Runner, Service
@@ -59,8 +60,8 @@ class Enforcement(Service):
     def _screen(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         # Intake wrote it, so an unreadable one is our own bug: raising dead-letters it
         # (processing_error) without quoting the value.
-        envelope = AcceptedEvent.model_validate_json(rec.value or b"")
-        event = ANY_IN_HOUSE.validate_python(envelope.event)
+        accepted = read_accepted(rec.value or b"")  # the envelope and its event, validated once
+        event = accepted.event
         if not ctx.first_time(str(event.event_id), event.occurred_at):
             return
         self._advance(event.occurred_at, ctx)
@@ -68,7 +69,7 @@ class Enforcement(Service):
         if event.event_type in rules.INDEXED:
             screening = self._index(event, ctx)
         ctx.emit(topics.ENFORCEMENT_SCREENED, subject_of(event),
-                 screened_json(envelope.source_topic, envelope.event, screening))
+                 screened_json(accepted.source_topic, accepted.document, screening))
         if event.event_type == "ArrivalRecorded":
             self._release_pending(event.arrival_id, ctx)
 

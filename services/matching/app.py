@@ -16,8 +16,8 @@ from services.matching import events as de
 from services.matching.exchange import Exchange
 from services.matching.week import Week
 from shared import topics
-from shared.events.inbound import ANY_IN_HOUSE
-from shared.events.internal import Instruction, ScreenedEvent
+from shared.events.in_house import read_screened
+from shared.events.internal import Instruction
 from shared.events.outbound import Alert, Decision, WeeklyBalance
 from shared.ids import derived_id
 from shared.runtime import BatchContext, Runner, Service
@@ -29,6 +29,13 @@ PRODUCER = "oioo-matching"
 # Enforcement keeps biometrics to itself and strips them; the models still want the field.
 NO_BIOMETRIC = "0" * 64
 BIOMETRIC_EVENTS = frozenset({"ApplicationVetted", "IllegalWorkingEncounter"})
+
+
+def _in_house(document: dict) -> dict:
+    """An event as enforcement forwarded it, ready to validate: the biometric it stripped stands in."""
+    if document.get("event_type") in BIOMETRIC_EVENTS:
+        document.setdefault("biometric_id", NO_BIOMETRIC)
+    return document
 
 
 class Matching(Service):
@@ -58,11 +65,8 @@ class Matching(Service):
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         # An unreadable record raises: the runtime dead-letters it (processing_error).
-        screened = ScreenedEvent.model_validate_json(rec.value)
-        document = dict(screened.event)
-        if document.get("event_type") in BIOMETRIC_EVENTS:
-            document.setdefault("biometric_id", NO_BIOMETRIC)
-        event = ANY_IN_HOUSE.validate_python(document)
+        screened = read_screened(rec.value, _in_house)  # the envelope and its event, validated once
+        event = screened.event
         cause = str(event.event_id)
         if not ctx.first_time(cause, when=event.occurred_at):
             return
