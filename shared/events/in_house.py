@@ -21,7 +21,8 @@ from shared.events.base import Event
 from shared.events.inbound import ANY_IN_HOUSE
 from shared.events.internal import AcceptedEvent, ScreenedEvent, Screening
 
-_NOTHING_KNOWN = Screening()
+_NOTHING_KNOWN = Screening()  # shared, as enforcement shares its own: frozen, and only read
+_NOTHING_KNOWN_JSON = _NOTHING_KNOWN.model_dump()
 
 
 class Accepted(NamedTuple):
@@ -67,7 +68,9 @@ def read_screened(raw: bytes, prepare: Callable[[dict], dict] = dict) -> Screene
     if (type(doc) is dict and type(doc.get("source_topic")) is str and type(doc.get("event")) is dict
             and len(doc) == (3 if "screening" in doc else 2)):
         screening = doc.get("screening", _NOTHING_KNOWN)
-        if screening is not _NOTHING_KNOWN:
+        if screening == _NOTHING_KNOWN_JSON:  # the usual case, a screening that knows nothing
+            screening = _NOTHING_KNOWN
+        elif screening is not _NOTHING_KNOWN:
             if type(screening) is not dict:
                 return _read_screened(raw, prepare)
             screening = Screening.model_validate(screening)

@@ -124,3 +124,12 @@ def test_a_good_envelope_takes_the_one_pass_reading_and_a_bad_event_names_fields
                          event=EVENTS[0]).model_dump_json().encode()
     read = read_accepted(good)
     assert read.document == EVENTS[0] and read == reference_accepted(good)
+
+
+@pytest.mark.parametrize("screening", [{"arrival_ids": [], "application_ids": [], "report_ids": []},
+                                       {"arrival_ids": ["A-1"], "application_ids": [], "report_ids": []},
+                                       {"arrival_ids": [], "application_ids": [], "report_ids": [], "x": []}, {}])
+def test_a_screening_reads_as_the_reference_reads_it(screening):
+    raw = json.dumps({"source_topic": "admissions.applications.v1", "event": EVENTS[2],
+                      "screening": screening}).encode()
+    assert outcome(lambda r: read_screened(r, _in_house), raw) == outcome(reference_screened, raw)
