@@ -188,3 +188,20 @@ async def test_records_written_by_the_earlier_encoder_load_as_the_new_ones(redis
     assert old.isascii() and c.upserts["case:new"] != old.encode()
     snap = await store.load()
     assert snap.records["case:old"] == snap.records["case:new"] == record
+
+
+async def test_a_loaded_snapshot_decodes_each_record_only_when_it_is_read(redis):
+    """A restore must not hold the whole decoded state twice: the snapshot keeps the bytes."""
+    from shared.store import StoredRecords
+
+    store, lease = await _writer(redis)
+    changes = Changes()
+    for k in range(50):
+        changes.put(f"case:{k}", {"n": k})
+    await store.commit(0, lease.value, changes, Commit(seen_score=1.0))
+    snap = await store.load()
+    assert isinstance(snap.records, StoredRecords)
+    assert all(isinstance(v, bytes) for v in snap.records._raw.values())
+    assert len(snap.records) == 50 and "case:7" in snap.records and snap.records.get("case:99") is None
+    assert snap.records["case:7"] == {"n": 7}
+    assert dict(snap.records.items()) == {f"case:{k}": {"n": k} for k in range(50)}
