@@ -65,7 +65,7 @@ class Matching(Service):
         cause = str(event.event_id)
         if not ctx.first_time(cause, when=event.occurred_at):
             return
-        decided = self.exchange.apply(event, screened.screening)
+        decided = self.exchange.apply(event, screened.screening, cause)
         # an outbound event's time is now; before any event was accepted, the input's own time
         now = self.exchange.repo.ledger.now or event.occurred_at
         self.publish(decided, cause, now, ctx)

@@ -84,8 +84,9 @@ class Exchange:
         assert self.repo.ledger.now is not None
         return self.repo.ledger.now
 
-    def apply(self, event: ev.Event, screening: Screening) -> list[DomainEvent]:
-        self._out, self._weeks, self.cause = [], set(), str(event.event_id)
+    def apply(self, event: ev.Event, screening: Screening, cause: str | None = None) -> list[DomainEvent]:
+        """`cause`: the event's id as a string, when the caller has it already."""
+        self._out, self._weeks, self.cause = [], set(), cause or str(event.event_id)
         if self.repo.ledger.advance(event.occurred_at):
             self.repo.touch("meta")
             for due, kind, ident in self.deadlines.due(self.now):
