@@ -28,10 +28,11 @@ def _dump(value: Any) -> Any:
 
 def _dumper(cls: type) -> Callable[[Any], dict]:
     """The class's `to_dict`, written out once: one dict display over its fields, a plain value
-    taken as it is, a datetime as its ISO form, anything else through `_dump` (the same record as
-    dumping each field)."""
+    taken as it is, a datetime as its ISO form, an empty list or dict as a new empty one, anything
+    else through `_dump` (the same record as dumping each field)."""
     items = ", ".join(f"{f.name!r}: (v if (t := type(v := self.{f.name})) in _PLAIN "
-                      f"else v.isoformat() if t is _datetime else _dump(v))" for f in fields(cls))
+                      f"else v.isoformat() if t is _datetime else [] if t is list and not v "
+                      f"else {{}} if t is dict and not v else _dump(v))" for f in fields(cls))
     namespace: dict[str, Any] = {"_PLAIN": _PLAIN, "_dump": _dump, "_datetime": datetime}
     exec(f"def to_dict(self):\n    return {{{items}}}\n", namespace)  # noqa: S102 - our own field names
     return namespace["to_dict"]

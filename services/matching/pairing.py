@@ -10,7 +10,7 @@ from services.matching.events import AdmissionOfferOrdered, ReturnRequestOrdered
 from services.matching.pair import Pair
 from services.matching.seat import Seat
 from services.matching.week import week_of
-from shared.ids import derived_id
+from shared.ids import derived_id_str
 from shared.timeutil import add_months
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def form_pair(x: "Exchange", case: Case, seat: Seat, week_name: str, unit: rules
     """"a pair is one returnable person and one admission seat, formed together under the
     week's cap; no return is requested without its admission seat.\""""
     now = x.now
-    request_id = str(derived_id(x.cause, "request", case.arrival_id))
+    request_id = derived_id_str(x.cause, "request", case.arrival_id)
     pair = Pair(request_id=request_id, arrival_id=case.arrival_id, application_id=None, week=week_name,
                 formed_at=now, seq=x.repo.ledger.next_seq())
     x.repo.pairs[request_id] = pair
