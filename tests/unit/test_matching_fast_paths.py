@@ -3,7 +3,9 @@
 - `derived_id` / `derived_id_str` (SHA-1 directly) and `uuid.uuid5` of the same name;
 - a record's generated `to_dict` and dumping each field with the plain recursive dump;
 - the wire bytes of an outbound event and its validated model's `model_dump_json`;
-- `week_of` (the last week's bounds remembered) and `iso_week`.
+- `week_of` (the last week's bounds remembered) and `iso_week`;
+- and everything the service publishes over generated histories is its model's own
+  serialisation of a valid model.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import TypeAdapter
 
 from services.matching import wire
@@ -25,7 +27,11 @@ from services.matching.week import COUNTS, Week, week_of
 from shared.events.internal import Instruction
 from shared.events.outbound import Alert, Decision, WeeklyBalance
 from shared.ids import NAMESPACE, derived_id, derived_id_str
+from shared import topics
 from shared.timeutil import LONDON, iso_week
+from tests.support import factory as f
+from tests.unit.harness import Wired
+from tests.unit.test_matching_properties import history, make_doc, requested
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
 PART = st.one_of(TEXT, st.integers(-5, 10**6), st.uuids())
@@ -185,3 +191,25 @@ def test_the_week_of_an_instant_is_its_london_iso_week(instants, spread):
               for t in instants[:3]) for d in (-1, 0, 1)]
     for instant in sorted(instants) + instants + edges + [t + timedelta(days=7 * spread) for t in instants]:
         assert week_of(instant) == iso_week(instant)
+
+
+# ---- what the service publishes ------------------------------------------------------------
+
+MODELS = {topics.OPS_AUDIT: Decision, topics.OPS_ALERTS: Alert, topics.OPS_BALANCE: WeeklyBalance,
+          topics.MATCHING_INSTRUCTIONS: Instruction}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(history)
+def test_what_matching_publishes_is_its_models_serialisation(steps):
+    wired, now, request_ids, published = Wired(), f.T0, [], set()
+    for s, hours in steps:
+        now += timedelta(hours=hours)
+        for doc in make_doc(s, now, request_ids):
+            out = wired.send(doc)
+            request_ids += requested(out)
+            for topic, _, value in out:
+                model = MODELS[topic]
+                assert model.model_validate_json(value).model_dump_json().encode() == value
+                published.add(topic)
+    assert topics.OPS_AUDIT in published
