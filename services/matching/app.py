@@ -12,14 +12,12 @@ from datetime import datetime
 
 from aiokafka import ConsumerRecord
 
-from services.matching import events as de
+from services.matching import events as de, wire
 from services.matching.exchange import Exchange
 from services.matching.week import Week
 from shared import topics
 from shared.events.in_house import read_screened
-from shared.events.internal import Instruction
-from shared.events.outbound import Alert, Decision, WeeklyBalance
-from shared.ids import derived_id
+from shared.ids import derived_id_str
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
 from shared.store import QuotaChange, Snapshot
@@ -70,31 +68,33 @@ class Matching(Service):
         cause = str(event.event_id)
         if not ctx.first_time(cause, when=event.occurred_at):
             return
-        decided = self.exchange.apply(event, screened.screening)
+        decided = self.exchange.apply(event, screened.screening, cause)
         # an outbound event's time is now; before any event was accepted, the input's own time
         now = self.exchange.repo.ledger.now or event.occurred_at
         self.publish(decided, cause, now, ctx)
         self.persist(ctx)
 
     def publish(self, decided: list[de.DomainEvent], cause: str, now: datetime, ctx: BatchContext) -> None:
-        seen: Counter = Counter()
+        seen: dict[tuple, int] = {}
+        rule_version = self.settings.rule_version
         for d in decided:
-            seen[d.identity] += 1
-            n = seen[d.identity]
-            event_id = derived_id(cause, *d.identity, *((n,) if n > 1 else ()))
-            common = {"event_id": event_id, "occurred_at": now, "producer": PRODUCER}
+            identity = d.identity
+            n = seen[identity] = seen.get(identity, 0) + 1
+            event_id = derived_id_str(cause, *identity, n) if n > 1 else derived_id_str(cause, *identity)
             if isinstance(d, de.Decided):
-                ctx.emit(topics.OPS_AUDIT, d.subject_ref, Decision(
-                    **common, subject_ref=d.subject_ref, decision=d.decision, reasons=d.reasons,
-                    rule_version=self.settings.rule_version, caused_by=cause))
+                ctx.emit(topics.OPS_AUDIT, d.subject_ref, wire.DECISION(
+                    event_id=event_id, occurred_at=now, producer=PRODUCER, subject_ref=d.subject_ref,
+                    decision=d.decision, reasons=d.reasons, rule_version=rule_version, caused_by=cause))
             elif isinstance(d, de.Alerted):
-                ctx.emit(topics.OPS_ALERTS, d.subject_ref, Alert(**common, alert_id=str(event_id), **d.data))
+                ctx.emit(topics.OPS_ALERTS, d.subject_ref, wire.ALERT(
+                    event_id=event_id, occurred_at=now, producer=PRODUCER, alert_id=event_id, **d.data))
             elif isinstance(d, de.BalanceChanged):
-                ctx.emit(topics.OPS_BALANCE, d.figures["week"], WeeklyBalance(**common, **d.figures))
+                ctx.emit(topics.OPS_BALANCE, d.figures["week"], wire.BALANCE(
+                    event_id=event_id, occurred_at=now, producer=PRODUCER, **d.figures))
             elif isinstance(d, de.Instruction):
-                instruction = Instruction(instruction_id=str(event_id), occurred_at=now.isoformat(),
-                                          caused_by=cause, rule_version=self.settings.rule_version, **d.data)
-                ctx.emit(topics.MATCHING_INSTRUCTIONS, d.subject, instruction.model_dump_json().encode())
+                ctx.emit(topics.MATCHING_INSTRUCTIONS, d.subject, wire.INSTRUCTION(
+                    instruction_id=event_id, occurred_at=now.isoformat(), caused_by=cause, rule_version=rule_version,
+                    **d.data))
 
     def persist(self, ctx: BatchContext) -> None:
         ex = self.exchange

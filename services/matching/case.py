@@ -39,13 +39,13 @@ class Case(Record):
 
     # ---- what the rules see
     def facts(self, scheme_start: date) -> rules.CaseFacts:
+        claims, challenges = self.protection_claims.values(), self.challenges.values()
         return rules.CaseFacts(
             claimed_minor=self.claimed_minor, assessed_minor=self.assessed_minor,
             asylum_claimed=self.asylum_claimed, asylum_outcome=self.asylum_outcome,
-            open_protection_claims=sum(1 for v in self.protection_claims.values() if v == "open"),
-            open_challenges=sum(1 for v in self.challenges.values() if v == "open"),
-            upheld_protection_claim=any(v == "upheld" for v in self.protection_claims.values()),
-            upheld_challenge=any(v == "upheld" for v in self.challenges.values()),
+            open_protection_claims=sum(1 for v in claims if v == "open") if claims else 0,
+            open_challenges=sum(1 for v in challenges if v == "open") if challenges else 0,
+            upheld_protection_claim="upheld" in claims, upheld_challenge="upheld" in challenges,
             absconded=self.absconded, departed_from=self.departed_from, landed_at=self.landed_at,
             reentrant=self.reentrant, scheme_start=scheme_start,
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from services.matching import rules
+from services.matching.week import week_of
 from shared.events import inbound as ev
 from shared.events.internal import Screening
-from shared.timeutil import iso_week
 
 if TYPE_CHECKING:
     from services.matching.exchange import Exchange
@@ -27,7 +27,7 @@ def set_paused(x: "Exchange", paused: bool) -> None:
         return
     ledger.paused = paused
     x.repo.touch("meta")
-    x.week_changed(iso_week(x.now))
+    x.week_changed(week_of(x.now))
     x.decide("scheme", "admissions_paused" if paused else "admissions_resumed", ["operator_control"])
 
 

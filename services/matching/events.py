@@ -6,8 +6,14 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}  # each event class's field names, read once
+
+
 def _fields(obj) -> dict:
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+    names = _NAMES.get(type(obj))
+    if names is None:
+        names = _NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    return {name: getattr(obj, name) for name in names}
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from services.matching.pair import Pair
 from services.matching.queues import ReturnQueue, SeatQueue, SortedQueue
 from services.matching.repository import Repository
 from services.matching.seat import Seat
+from services.matching.week import week_of
 from shared.events import inbound as ev
 from shared.events.internal import Screening
 from shared.settings import Settings
-from shared.timeutil import iso_week
 
 Handler = Callable[["Exchange", ev.Event, Screening], None]
 HANDLERS: dict[type, Handler] = {
@@ -84,8 +84,9 @@ class Exchange:
         assert self.repo.ledger.now is not None
         return self.repo.ledger.now
 
-    def apply(self, event: ev.Event, screening: Screening) -> list[DomainEvent]:
-        self._out, self._weeks, self.cause = [], set(), str(event.event_id)
+    def apply(self, event: ev.Event, screening: Screening, cause: str | None = None) -> list[DomainEvent]:
+        """`cause`: the event's id as a string, when the caller has it already."""
+        self._out, self._weeks, self.cause = [], set(), cause or str(event.event_id)
         if self.repo.ledger.advance(event.occurred_at):
             self.repo.touch("meta")
             for due, kind, ident in self.deadlines.due(self.now):
@@ -122,7 +123,7 @@ class Exchange:
 
     def count(self, name: str, at: datetime, n: int = 1) -> None:
         """A figure of the week `at` falls in: the event's own time, or a deadline's."""
-        week = self.repo.week(iso_week(at))
+        week = self.repo.week(week_of(at))
         week.count(name, n)
         self.week_changed(week.week)
 

@@ -9,8 +9,9 @@ from services.matching.case import Case
 from services.matching.events import AdmissionOfferOrdered, ReturnRequestOrdered, WithdrawalOrdered
 from services.matching.pair import Pair
 from services.matching.seat import Seat
-from shared.ids import derived_id
-from shared.timeutil import add_months, iso_week
+from services.matching.week import week_of
+from shared.ids import derived_id_str
+from shared.timeutil import add_months
 
 if TYPE_CHECKING:
     from services.matching.exchange import Exchange
@@ -35,7 +36,7 @@ def form_new_pairs(x: "Exchange") -> None:
     ledger, now = x.repo.ledger, x.now
     if ledger.paused or not rules.scheme_open(now, x.settings.scheme_end):
         return
-    week = x.repo.week(iso_week(now))
+    week = x.repo.week(week_of(now))
     room = week.room(x.settings.default_cap)
     if room <= 0 or not len(x.returns) or not len(x.ready_seats):
         return
@@ -52,7 +53,7 @@ def form_pair(x: "Exchange", case: Case, seat: Seat, week_name: str, unit: rules
     """"a pair is one returnable person and one admission seat, formed together under the
     week's cap; no return is requested without its admission seat.\""""
     now = x.now
-    request_id = str(derived_id(x.cause, "request", case.arrival_id))
+    request_id = derived_id_str(x.cause, "request", case.arrival_id)
     pair = Pair(request_id=request_id, arrival_id=case.arrival_id, application_id=None, week=week_name,
                 formed_at=now, seq=x.repo.ledger.next_seq())
     x.repo.pairs[request_id] = pair
@@ -183,7 +184,7 @@ def offer(x: "Exchange", pair: Pair) -> None:
     x.repo.touch("meta")
     x.count("admissions_offered", now)
     x.order(AdmissionOfferOrdered(application_id=seat.application_id, family_group_ref=seat.family_group_ref,
-                                  paired_request_ids=[pair.request_id], week=iso_week(now),
+                                  paired_request_ids=[pair.request_id], week=week_of(now),
                                   visa_valid_until=add_months(now, 3).isoformat()))
     x.seat_changed(seat)
     x.pair_changed(pair)

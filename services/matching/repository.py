@@ -157,19 +157,21 @@ class Repository:
 
     def records(self, keys: set[str]) -> dict[str, dict | None]:
         out: dict[str, dict | None] = {}
+        final = self._final
+        books = {"case": self.cases, "seat": self.seats, "pair": self.pairs, "week": self.weeks}
         for key in sorted(keys):
-            kind, _, ident = key.partition(":")
             obj: Any
-            if key in self._final:
-                out[key] = self._final[key]
+            if key in final:
+                out[key] = final[key]
                 continue
-            if kind == "meta":
-                obj = self.ledger
-            elif kind == "pending":
+            if key == "meta":
+                out[key] = self.ledger.to_dict()
+                continue
+            kind, _, ident = key.partition(":")
+            if kind == "pending":
                 out[key] = {"events": self.pending[ident]} if self.pending.get(ident) else None
                 continue
-            else:
-                obj = {"case": self.cases, "seat": self.seats, "pair": self.pairs, "week": self.weeks}[kind].get(ident)
+            obj = books[kind].get(ident)
             out[key] = obj.to_dict() if obj is not None else None
         return out
 

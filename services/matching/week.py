@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from services.matching.model import Record
+from shared.timeutil import iso_week, week_start
 
 COUNTS = ("returns_requested", "returns_accepted", "returns_refused", "returns_executed", "admissions_offered",
           "admissions_arrived", "reentries_detected", "illegal_working_matches")
@@ -62,3 +64,20 @@ class Week(Record):
         """"pairs_formed counts the week's live pairs (formed that week, not broken)\""""
         return {"week": self.week, "cap": self.cap_or(default_cap), "pairs_formed": self.live_pairs,
                 **{name: getattr(self, name) for name in COUNTS}}
+
+
+_last_week: tuple[datetime, datetime, str] | None = None  # [start, end) in UTC, and its name
+
+
+def week_of(instant: datetime) -> str:
+    """`iso_week(instant)`: the London ISO week an instant falls in. Events come in time order,
+    so the last week's bounds are remembered and nearly every call is two comparisons."""
+    global _last_week
+    last = _last_week
+    if last is not None and instant.tzinfo is not None and last[0] <= instant < last[1]:
+        return last[2]
+    name = iso_week(instant)
+    start = week_start(name)
+    end = datetime.combine(start.date() + timedelta(days=7), start.timetz())  # the next Monday 00:00, London
+    _last_week = (start.astimezone(timezone.utc), end.astimezone(timezone.utc), name)
+    return name
