@@ -13,6 +13,8 @@ Phases, each on a fresh embedded stack where it says so:
    published, so the last effect is then visible on the outbound topics); each service's
    RSS sampled meanwhile; then latency at a steady 200 arrivals/s (plus 10 applications/s,
    which pair with the backlog); then the commit script with one quota change against INCR.
+   Before it, `latency` runs the same steady load on a fresh stack (`fresh_*` keys): live
+   traffic without the history in the broker's log and the services' state.
 3. stack C: the same replay with two instances of every service. Only the lease holder
    consumes (the other is a hot standby), so this measures a standby's cost, not sharding.
 
@@ -299,6 +301,23 @@ async def phase_replay(run_dir: Path, keyring: Keyring, recs: list[Signed], arri
     return figures, paired
 
 
+async def phase_latency(run_dir: Path, keyring: Keyring, args) -> dict:
+    """The same steady 200 arrivals/s on a fresh stack: live traffic as a new deployment sees
+    it, without the replayed history in the broker's log and the services' state (the replay
+    phase measures it again after the history, under the issue's keys)."""
+    stack = EmbeddedStack(run_dir / "latency")
+    try:
+        await stack.start_async()
+        got = await latency(stack, keyring, args.latency_seconds, args.timeout)
+    finally:
+        await close_probes()
+        await stack.stop_async()
+    say(f"latency on a fresh stack: p50/p95/p99 to the first Decision {got['p50_decision_ms']}/"
+        f"{got['p95_decision_ms']}/{got['p99_decision_ms']} ms; to a pair {got['p50_pair_ms']}/"
+        f"{got['p95_pair_ms']}/{got['p99_pair_ms']} ms")
+    return {f"fresh_{k}": v for k, v in got.items()}
+
+
 async def phase_scaleout(run_dir: Path, recs: list[Signed], arrivals: int, paired: set | None, args) -> dict:
     stack = EmbeddedStack(run_dir / "scaleout", standby=True)
     try:
@@ -326,6 +345,8 @@ def table(f: dict) -> str:
         ("decision latency", f"p50 {f['p50_decision_ms']} / p95 {f['p95_decision_ms']} / p99 {f['p99_decision_ms']} ms",
          TARGETS["p99_decision_ms"]),
         ("pair latency", f"p50 {f['p50_pair_ms']} / p95 {f['p95_pair_ms']} / p99 {f['p99_pair_ms']} ms", ""),
+        *([("decision latency, fresh stack", f"p50 {f['fresh_p50_decision_ms']} / p95 {f['fresh_p95_decision_ms']}"
+             f" / p99 {f['fresh_p99_decision_ms']} ms", "")] if "fresh_p99_decision_ms" in f else []),
         ("pairing_rate", f"{f['pairing_rate']:.0f} pairs/s (in process)", TARGETS["pairing_rate"]),
         ("quota script", f"{f['quota_ops']:.0f} ops/s vs INCR {f['incr_ops']:.0f} ({f['quota_ratio']:.2f})",
          TARGETS["quota_ratio"]),
@@ -357,6 +378,8 @@ async def main_async(args) -> int:
     say(f"logs under {run_dir}")
     if "alone" in args.phases:
         figures.update(await phase_alone(run_dir, keyring, min(arrivals, 20000), args.timeout))
+    if "latency" in args.phases:
+        figures.update(await phase_latency(run_dir, keyring, args))
     paired: set | None = None
     if "replay" in args.phases:
         more, paired = await phase_replay(run_dir, keyring, recs, arrivals, args)
@@ -386,9 +409,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quota-seconds", type=float, default=3.0)
     p.add_argument("--timeout", type=float, default=float(os.environ.get("BENCH_TIMEOUT", "3600")))
     p.add_argument("--out", type=Path, default=REPO / ".run" / "bench.json")
-    p.add_argument("--phases", type=lambda s: set(s.split(",")), default={"alone", "replay", "scaleout"},
-                   help="comma-separated subset of alone,replay,scaleout (replay includes latency, quota "
-                        "and memory); figures not measured are kept from the file")
+    p.add_argument("--phases", type=lambda s: set(s.split(",")), default={"alone", "latency", "replay", "scaleout"},
+                   help="comma-separated subset of alone,latency,replay,scaleout (replay includes latency "
+                        "after the history, quota and memory); figures not measured are kept from the file")
     return p.parse_args(argv)
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 RATES = ("ceiling_rate", "replay_rate", "pairing_rate", "quota_ops", "incr_ops",
          "intake_alone_rate", "enforcement_alone_rate", "matching_alone_rate", "transfer_alone_rate")
-MILLISECONDS = ("p50_decision_ms", "p99_decision_ms", "p99_pair_ms")
+MILLISECONDS = ("p50_decision_ms", "p99_decision_ms", "p99_pair_ms", "fresh_p50_decision_ms", "fresh_p99_decision_ms")
 
 
 def test_bench_smoke_run_writes_every_figure(tmp_path, embedded_binaries):
@@ -46,6 +46,7 @@ def test_bench_smoke_run_writes_every_figure(tmp_path, embedded_binaries):
     assert sizes["ops.dead-letters.v1"] == 0
     assert figures["latency_decided"] == figures["latency_arrivals"] > 0
     assert figures["latency_paired"] > 0
+    assert figures["fresh_latency_decided"] == figures["fresh_latency_arrivals"] > 0
     assert "ceiling" in run.stdout and "replay_rate" in run.stdout
 
 
