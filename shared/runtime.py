@@ -385,6 +385,7 @@ class Runner:
                              self.instance, poison.place, poison.detail)
                 await self._reload()
                 continue
+            self.service.finish(ctx)  # only a batch decided to its end: a poisoned attempt is dropped
             if ctx.changes.empty() and not ctx.out:
                 break
             if not replay:
