@@ -199,3 +199,23 @@ def test_random_batches_of_a_longer_history_commit_the_same():
     assert request_ids
     both_ways(lambda: Matching(Settings()), records, [rnd.randint(0, len(records)) for _ in range(30)],
               persisted_per_event)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.randoms(use_true_random=False), st.lists(st.integers(0, 400), max_size=8))
+def test_intake_finished_per_batch_commits_what_it_did_per_event(rnd: random.Random, cuts):
+    from pathlib import Path
+
+    from deploy.bench import workload
+    from deploy.bench.__main__ import signed
+    from services.intake.app import Intake
+    from shared.signing import Keyring
+
+    keyring = Keyring.from_file(str(Path(__file__).resolve().parents[2] / "deploy" / "dev-keys.json"))
+    inbound, _ = workload.history(300)
+    inbound = inbound[:400]
+    rnd.shuffle(inbound)  # out of time order: the clock moves on some events, not on others
+    records = [ConsumerRecord(topic, 0, i, 0, 0, key.encode() if key else None, value, None, 0, len(value),
+                              [(k, v.encode() if isinstance(v, str) else v) for k, v in headers.items()])
+               for i, (topic, key, value, headers) in enumerate(signed(keyring, inbound))]
+    both_ways(lambda: Intake(keyring), records, cuts)
