@@ -82,6 +82,11 @@ class Service(ABC):
     def handle(self, record: ConsumerRecord, ctx: BatchContext) -> None:
         """Decide on one input record. Raising dead-letters the record (processing_error)."""
 
+    def finish(self, ctx: BatchContext) -> None:
+        """Once per batch decided, after its last record and before the commit: put the records
+        only the batch's end state matters for (the service's clock), once instead of per event.
+        A batch decided again (after a poison record, from a reloaded state) is finished again."""
+
 
 # The relay reads an outbox entry back with json.loads: either encoder's output reads the same.
 _OUTBOX_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

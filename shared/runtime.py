@@ -13,6 +13,8 @@ puts what it decided into a `BatchContext` (records to store, events to publish)
   record to the service once (records below the stored offsets are redeliveries, event ids
   already seen are duplicates); a record that makes the service raise is dead-lettered on its
   own with `processing_error` and the batch is decided again without it (poison never blocks);
+* finishes the batch once decided to its end (`Service.finish`: what only the batch's end
+  state matters for, such as the service's clock), replays and decisions again included;
 * commits the batch with ONE Lua script (fencing token, version, weekly cap, records, offsets,
   event ids, outbox), then the relay publishes the outbox and trims it, then the offsets are
   acknowledged. Nothing reaches a topic that Redis did not commit, and a crash anywhere
@@ -385,6 +387,7 @@ class Runner:
                              self.instance, poison.place, poison.detail)
                 await self._reload()
                 continue
+            self.service.finish(ctx)  # only a batch decided to its end: a poisoned attempt is dropped
             if ctx.changes.empty() and not ctx.out:
                 break
             if not replay:

@@ -49,6 +49,7 @@ class Enforcement(Service):
         }
         now = records.get("meta", {}).get("now")
         self.now: datetime | None = datetime.fromisoformat(now) if now else None
+        self._clock_moved = False  # since the last batch finished: "meta" is put once, by finish
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         if rec.topic == topics.INTAKE_ACCEPTED:
@@ -147,7 +148,12 @@ class Enforcement(Service):
     def _advance(self, when: datetime, ctx: BatchContext) -> None:
         if self.now is None or when > self.now:
             self.now = when
-            ctx.changes.put("meta", {"now": when.isoformat()})
+            self._clock_moved = True
+
+    def finish(self, ctx: BatchContext) -> None:
+        if self._clock_moved:
+            ctx.changes.put("meta", {"now": self.now.isoformat()})
+            self._clock_moved = False
 
 
 _NOT_FORWARDED = frozenset({"biometric_id"})  # matching needs the ids, never the biometric: it stays here

@@ -29,10 +29,12 @@ class Intake(Service):
     def __init__(self, keyring: Keyring):
         self.keyring = keyring
         self.now: datetime | None = None
+        self._clock_moved = False  # since the last batch finished: "meta" is put once, by finish
 
     def restore(self, snapshot: Snapshot) -> None:
         meta = snapshot.records.get("meta", {})
         self.now = datetime.fromisoformat(meta["now"]) if meta.get("now") else None
+        self._clock_moved = False
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         headers = {k: v for k, v in (rec.headers or ())}
@@ -52,7 +54,7 @@ class Intake(Service):
             return
         if self.now is None or event.occurred_at > self.now:
             self.now = event.occurred_at
-            ctx.changes.put("meta", {"now": self.now.isoformat()})
+            self._clock_moved = True
         particulars, document = split_particulars(event, result.document)
         if particulars is not None:
             ctx.emit(topics.INTAKE_PARTICULARS, particulars.arrival_id, particulars.model_dump_json().encode())
@@ -60,6 +62,11 @@ class Intake(Service):
                                  source_offset=rec.offset, event=document)
         # Keyed by what the body says it is about: the producer's key may disagree with it.
         ctx.emit(topics.INTAKE_ACCEPTED, subject_of(event), envelope.model_dump_json().encode())
+
+    def finish(self, ctx: BatchContext) -> None:
+        if self._clock_moved:
+            ctx.changes.put("meta", {"now": self.now.isoformat()})
+            self._clock_moved = False
 
     def _dead_letter(self, rec: ConsumerRecord, code: str, detail: str, ctx: BatchContext) -> None:
         letter, alert = dead_letter(topic=rec.topic, partition=rec.partition, offset=rec.offset, raw=rec.value,

@@ -96,9 +96,16 @@ class Matching(Service):
                     instruction_id=event_id, occurred_at=now.isoformat(), caused_by=cause, rule_version=rule_version,
                     **d.data))
 
-    def persist(self, ctx: BatchContext) -> None:
+    def finish(self, ctx: BatchContext) -> None:
+        self.persist(ctx, batch_end=True)
+
+    def persist(self, ctx: BatchContext, batch_end: bool = False) -> None:
+        """What changed, put into the batch: per event all but the ledger ("meta"), which every
+        event moves and only the batch's last state of counts; the ledger at the batch's end.
+        (Every change to the ledger touches "meta" in the same event, so its state at the end of
+        the batch is its state after the last event that touched it, as written per event.)"""
         ex = self.exchange
-        for key, record in ex.repo.take_changes().items():
+        for key, record in ex.repo.take_changes(keep=() if batch_end else ("meta",)).items():
             if record is None:
                 ctx.changes.delete(key)
             else:

@@ -148,10 +148,12 @@ class Repository:
     def touch(self, *keys: str) -> None:
         self.dirty.update(keys)
 
-    def take_changes(self) -> dict[str, dict | None]:
-        """The records changed since last asked (None: delete)."""
-        out = self.records(self.dirty)
-        self.dirty.clear()
+    def take_changes(self, keep: tuple[str, ...] = ()) -> dict[str, dict | None]:
+        """The records changed since last asked (None: delete), but for the `keep` keys
+        (left dirty, taken later)."""
+        kept = {k for k in keep if k in self.dirty}
+        out = self.records(self.dirty - kept if kept else self.dirty)
+        self.dirty = kept
         self._final.clear()
         return out
 

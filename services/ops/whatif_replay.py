@@ -144,6 +144,7 @@ class _Kept:
         ctx = BatchContext(self.seen, high=self.high)
         try:
             self.service.handle(rec, ctx)
+            self.service.finish(ctx)  # each record is its own batch, as the runtime finishes one
         except Exception:  # noqa: BLE001 - the runtime dead-letters any exception, and so do we
             self.restore()
             return None

@@ -32,6 +32,7 @@ class Transfer(Service):
         self.register: dict[str, dict] = {}
         self.book = ParticularsBook(retention_days)
         self.now: datetime | None = None
+        self._clock_moved = False  # since the last batch finished: "meta" is put once, by finish
 
     def restore(self, snapshot: Snapshot) -> None:
         self.register = {k: v for k, v in snapshot.records.items()
@@ -39,6 +40,7 @@ class Transfer(Service):
         self.book.restore(snapshot.records)
         now = snapshot.records.get("meta", {}).get("now")
         self.now = datetime.fromisoformat(now) if now else None
+        self._clock_moved = False
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         # Intake and matching wrote these, so an unreadable or unactionable one is our own bug:
@@ -82,11 +84,16 @@ class Transfer(Service):
             ctx.changes.put(record_key, record)
         log.info("%s", outcome.note)
 
+    def finish(self, ctx: BatchContext) -> None:
+        if self._clock_moved:
+            ctx.changes.put("meta", {"now": self.now.isoformat()})
+            self._clock_moved = False
+
     def _advance(self, when: datetime, ctx: BatchContext) -> None:
         if self.now is not None and when <= self.now:
             return
         self.now = when
-        ctx.changes.put("meta", {"now": when.isoformat()})
+        self._clock_moved = True
         for arrival_id in self.book.expired(when):
             ctx.changes.delete(KEY + arrival_id)
 

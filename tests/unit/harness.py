@@ -125,6 +125,7 @@ class Wired:
         screened = ScreenedEvent(source_topic="test", event=in_house(doc), screening=self.screener.screen(doc))
         ctx = BatchContext(self.seen)
         self.service.handle(FakeRecord(screened.model_dump_json().encode(), offset=self.offset), ctx)
+        self.service.finish(ctx)
         self.offset += 1
         for key, value in ctx.changes.upserts.items():
             self.records[key] = json.loads(value)

@@ -101,6 +101,7 @@ class Harness:
         ctx = BatchContext(self.seen)
         for rec in records:
             (service or self.service).handle(rec, ctx)
+        (service or self.service).finish(ctx)
         self.commit(ctx)
         self.log.extend(records)
         return ctx
@@ -368,6 +369,7 @@ def test_restore_from_the_committed_records_gives_the_same_subsequent_decisions(
         ctx = BatchContext(set(h.seen))
         for rec in records:
             service.handle(rec, ctx)
+        service.finish(ctx)
         results.append(([(o.topic, o.key, o.value) for o in ctx.out], ctx.changes.upserts, ctx.changes.deletes))
     assert results[0] == results[1]
     bans = [key for topic, key, _ in results[0][0] if topic == topics.ENFORCEMENT_BANS]

@@ -71,6 +71,7 @@ class Harness:
         ctx = BatchContext(self.seen)
         for value in values:
             self.service.handle(self.record(value), ctx)
+        self.service.finish(ctx)
         self.seen.update(ctx.changes.seen)
         self.records.update({k: json.loads(v) for k, v in ctx.changes.upserts.items()})
         for key in ctx.changes.deletes:
@@ -211,6 +212,7 @@ def test_restore_from_the_committed_records_gives_the_same_subsequent_decisions(
         ctx = BatchContext(set(h.seen))
         for value in later:
             service.handle(h.record(value), ctx)
+        service.finish(ctx)
         results.append(([(o.topic, o.key, o.value) for o in ctx.out], ctx.changes.upserts))
     assert results[0] == results[1]
     assert [key for _, key, _ in results[0][0]] == ["REQ-1", "REQ-1", "APP-2", "APP-2", "REQ-3", "REQ-3"]
