@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 from services.intake.rules import Accepted, screen, split_particulars
 from shared import topics
 from shared.events.inbound import subject_of
-from shared.events.internal import AcceptedEvent
+from shared.events.internal import accepted_json
 from shared.dead_letters import dead_letter
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
@@ -58,10 +58,9 @@ class Intake(Service):
         particulars, document = split_particulars(event, result.document)
         if particulars is not None:
             ctx.emit(topics.INTAKE_PARTICULARS, particulars.arrival_id, particulars.model_dump_json().encode())
-        envelope = AcceptedEvent(source_topic=rec.topic, source_partition=rec.partition,
-                                 source_offset=rec.offset, event=document)
         # Keyed by what the body says it is about: the producer's key may disagree with it.
-        ctx.emit(topics.INTAKE_ACCEPTED, subject_of(event), envelope.model_dump_json().encode())
+        ctx.emit(topics.INTAKE_ACCEPTED, subject_of(event),
+                 accepted_json(rec.topic, rec.partition, rec.offset, document))
 
     def finish(self, ctx: BatchContext) -> None:
         if self._clock_moved:
