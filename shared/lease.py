@@ -8,11 +8,15 @@ and takes the lease within one TTL of the first dying.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from shared.backoff import until_done
 from shared.store import RecordStore
 
 log = logging.getLogger("oioo.lease")
@@ -43,6 +47,7 @@ return 0
 class Lease:
     def __init__(self, redis: Redis, store: RecordStore, instance: str, ttl_ms: int):
         self.keys = [store.lease_key, store.fence_key]
+        self.service = store.ns
         self.instance = instance
         self.ttl_ms = ttl_ms
         self._redis = redis
@@ -89,3 +94,49 @@ class Lease:
         if self.value is not None:
             await self._release(keys=self.keys[:1], args=[self.value])
             self.value = None
+
+    # ---- over time: waiting for the lease, then keeping it --------------------------------
+    async def stand_by(self, stop: asyncio.Event, outage: Callable[[bool], None]) -> bool:
+        """Wait until this instance holds the lease; False when `stop` is set first.
+
+        A standby that has seen the lease held takes a free one only after it stayed free for
+        half a TTL: when Redis is emptied under a live writer, that writer takes it back first
+        (its keeper looks every third of a TTL), so a Redis fault does not hand the service over."""
+        held_before, free_since = False, None
+        while not stop.is_set():
+            holder = await until_done("redis (lease)", self.holder, outage)
+            if holder is not None:
+                if not held_before:
+                    log.info("%s: standing by; %s holds the lease", self.instance, self.service)
+                held_before, free_since = True, None
+            elif held_before and free_since is None:
+                free_since = time.monotonic()
+            elif not held_before or time.monotonic() - free_since >= self.ttl_ms / 2000:
+                if await until_done("redis (lease)", self.try_acquire, outage):
+                    return True
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=max(0.2, self.ttl_ms / 3000))
+            except asyncio.TimeoutError:
+                pass
+        return False
+
+    async def keep(self, outage: Callable[[bool], None], held_again: Callable[[], None]) -> None:
+        """Renew every third of a TTL; returns once another instance holds the lease. A lease
+        that vanished (it expired while Redis stalled, or Redis was emptied) is held again if
+        it can be, and `held_again` is told so the state is reloaded."""
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            try:
+                state = await self.renew()
+                outage(False)
+            except Exception:  # noqa: BLE001 - an outage: the commit script fences us if it lasts
+                outage(True)
+                continue
+            if state == "gone":
+                if await self.hold_again():
+                    log.warning("%s: the lease had vanished; held again, state will be reloaded", self.instance)
+                    held_again()
+                    continue
+                state = "taken"
+            if state == "taken":
+                return

@@ -175,25 +175,10 @@ class Runner:
         return self.exit_code
 
     async def _stand_by(self) -> bool:
-        """Wait for the lease; False when told to stop first.
-
-        A standby that has seen the lease held takes a free one only after it stayed free for
-        half a TTL: when Redis is emptied under a live writer, that writer takes it back first
-        (its keeper looks every third of a TTL), so a Redis fault does not hand the service over."""
-        held_before, free_since = False, None
-        while not self._stop.is_set():
-            holder = await until_done("redis (lease)", self.lease.holder, self._redis_outage)
-            if holder is not None:
-                if not held_before:
-                    log.info("%s: standing by; %s holds the lease", self.instance, self.service.name)
-                held_before, free_since = True, None
-            elif held_before and free_since is None:
-                free_since = time.monotonic()
-            elif not held_before or time.monotonic() - free_since >= self.settings.lease_ttl_ms / 2000:
-                if await until_done("redis (lease)", self.lease.try_acquire, self._redis_outage):
-                    self.metrics.lease.set(1)
-                    return True
-            await self._sleep(max(0.2, self.settings.lease_ttl_ms / 3000))
+        """Wait for the lease (shared/lease.py); False when told to stop first."""
+        if await self.lease.stand_by(self._stop, self._redis_outage):
+            self.metrics.lease.set(1)
+            return True
         return False
 
     async def _become_active(self) -> None:
@@ -246,27 +231,14 @@ class Runner:
         raise _Stopping(why)
 
     async def _keep_lease(self) -> None:
-        every = self.settings.lease_ttl_ms / 3000
-        while True:
-            await asyncio.sleep(every)
-            try:
-                state = await self.lease.renew()
-                self._redis_outage(False)
-            except Exception:  # noqa: BLE001 - an outage: the commit script fences us if it lasts
-                self._redis_outage(True)
-                continue
-            if state == "gone":
-                # it expired while Redis stalled, or Redis was emptied: hold it again and recover
-                if await self.lease.hold_again():
-                    log.warning("%s: the lease had vanished; held again, state will be reloaded", self.instance)
-                    self._must_recover = True
-                    continue
-                state = "taken"
-            if state == "taken":
-                try:
-                    self._lost_lease("another instance holds it")
-                except _Stopping:
-                    return
+        await self.lease.keep(self._redis_outage, self._recover_later)
+        try:
+            self._lost_lease("another instance holds it")
+        except _Stopping:
+            pass
+
+    def _recover_later(self) -> None:
+        self._must_recover = True
 
     async def _watch(self) -> None:
         """Readiness: ping Redis and the broker every two seconds."""
