@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 from collections.abc import Callable
-from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from shared.backoff import until_done
 from shared.batch import JSON_HEADERS, TRACEPARENT, Outgoing
 from shared.metrics import ServiceMetrics
+from shared.partitioner import partition_for
 from shared.settings import Settings
 from shared.store import RecordStore
 
@@ -33,44 +31,6 @@ _PLAIN = [(k, v.encode()) for k, v in JSON_HEADERS.items()]
 
 def _headers(trace: str | None) -> list[tuple[str, bytes]]:
     return [*_PLAIN, (TRACEPARENT, trace.encode())] if trace else _PLAIN
-
-
-def murmur2(data: bytes) -> int:
-    """aiokafka.partitioner.murmur2 (the Java client's), the same number for every key: read
-    four bytes at a time as little-endian words instead of one byte at a time."""
-    length = len(data)
-    m = 0x5BD1E995
-    h = 0x9747B28C ^ length
-    for k in struct.unpack_from(f"<{length >> 2}I", data):
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = length & 3
-    if tail:
-        base = length - tail
-        if tail == 3:
-            h ^= data[base + 2] << 16
-        if tail >= 2:
-            h ^= data[base + 1] << 8
-        h ^= data[base]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    return h ^ (h >> 15)
-
-
-_key_hash = lru_cache(maxsize=1 << 14)(murmur2)  # a subject's messages often share its key
-_random_partition = DefaultPartitioner()
-
-
-def partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-    """aiokafka's DefaultPartitioner, the same partition for every key (murmur2 of the key,
-    modulo the partitions), a random one for no key; only the hash is computed faster."""
-    if key is None:
-        return _random_partition(key, all_partitions, available)
-    digest = _key_hash(key) if type(key) is bytes else murmur2(key)
-    return all_partitions[(digest & 0x7FFFFFFF) % len(all_partitions)]
 
 
 class Relay:

@@ -12,7 +12,8 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2 as aiokafka_murmur2
 from hypothesis import given, settings, strategies as st
 
 from shared.batch import JSON_HEADERS, TRACEPARENT, BatchContext, Outgoing, encode_outbox, trace_of
-from shared.relay import _headers, murmur2, partition_for
+from shared.partitioner import murmur2, partition_for
+from shared.relay import _headers
 from shared.store import encode_record
 
 
