@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
@@ -73,6 +74,10 @@ class Service(ABC):
     # starts from the oldest one left instead of reporting the log incomplete
     expiring_topics: tuple[str, ...] = ()
     output_topics: tuple[str, ...] = ()  # besides the dead letters and alerts every service may publish
+    # A service whose input partitions must be decided in event-time order (intake: the inbound
+    # topics) names a record's event time here; the runner then merges them (shared/merge.py).
+    # It must never raise: a record it cannot read goes first (it is dead-lettered anyway).
+    order_key: Callable[[ConsumerRecord], float] | None = None
 
     @abstractmethod
     def restore(self, snapshot: Snapshot) -> None:

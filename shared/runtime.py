@@ -34,8 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
+from faststream.message import AckStatus
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -52,6 +53,7 @@ from shared.events.outbound import Alert
 from shared.health import HealthServer
 from shared.ids import derived_id
 from shared.lease import Lease
+from shared.merge import EventTimeMerge
 from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options, redis_options
 from shared.settings import Settings
@@ -142,6 +144,8 @@ class Runner:
         self.relay = Relay(settings, self.instance, self.store, lambda: self.lease.value or "", self.metrics,
                            self._redis_outage, self._broker_outage, self._lost_lease, self._kafka_security())
         self._lock = asyncio.Lock()
+        self.merge = EventTimeMerge(service.order_key) if service.order_key is not None else None
+        self._paused: set[TopicPartition] = set()
 
     def _kafka_security(self) -> dict[str, Any]:
         return kafka_client_options(self.settings)
@@ -331,7 +335,10 @@ class Runner:
             if self._stopping:
                 raise _Stopping("stopping")
             try:
-                await self._process(records, replay=False)
+                if self.merge is None:
+                    await self._process(records, replay=False)
+                else:
+                    await self._process_merged(records, msg)
             except _Stopping:
                 raise
             except Exception:
@@ -341,6 +348,50 @@ class Runner:
                 self._must_recover = True
                 raise
         faults.point("after_publish")
+
+    async def _process_merged(self, records: list[ConsumerRecord], msg: KafkaMessage) -> None:
+        """Decide what the event-time merge lets go (shared/merge.py); this runner, not
+        FastStream, then commits each partition up to its first record still held, or on a
+        failure reads every partition again from its first record not decided."""
+        consumer = msg.consumer
+        msg.committed = AckStatus.ACKED  # FastStream would commit, or rewind, the whole fetch
+        assigned = consumer.assignment()
+        places = {(tp.topic, tp.partition) for tp in assigned}
+        self.merge.add(records, places)
+        caught_up = set()
+        for tp in assigned:
+            high = consumer.highwater(tp)
+            if high is not None and await consumer.position(tp) >= high:
+                caught_up.add((tp.topic, tp.partition))
+        released = self.merge.release(caught_up, places)
+        try:
+            if released:
+                await self._process(released, replay=False)
+        except BaseException:
+            for (topic, partition), offset in self.merge.rewind().items():
+                consumer.seek(TopicPartition(topic, partition), offset)
+            if self._paused:
+                consumer.resume(*self._paused)
+                self._paused.clear()
+            raise
+        self.merge.done()
+        moved = self.merge.to_commit()
+        if moved:
+            await consumer.commit({TopicPartition(t, p): o for (t, p), o in moved.items()})
+        self._pace(consumer, assigned)
+
+    def _pace(self, consumer: Any, assigned: set[TopicPartition]) -> None:
+        """Pause the partitions that hold most while the merge waits for the others."""
+        limit = max(100, self.settings.merge_max_held // max(1, len(assigned)))
+        self._paused &= assigned
+        for tp in assigned:
+            held = len(self.merge.held.get((tp.topic, tp.partition), ()))
+            if held > limit and tp not in self._paused:
+                consumer.pause(tp)
+                self._paused.add(tp)
+            elif held <= limit // 2 and tp in self._paused:
+                consumer.resume(tp)
+                self._paused.discard(tp)
 
     async def _process(self, records: list[ConsumerRecord], replay: bool) -> None:
         poisoned: dict[str, str] = {}

@@ -60,6 +60,9 @@ class Settings:
     # records per committed chunk of a catch-up replay: small enough that the lease keeper
     # runs between chunks even for matching's heaviest records
     replay_chunk: int = 500
+    # A service that merges its input partitions in event-time order (intake, shared/merge.py)
+    # holds at most about this many fetched records before it pauses the fullest partitions.
+    merge_max_held: int = 10000
     # names and dates of birth are kept this long after landing (transfer's particulars)
     personal_data_retention_days: int = PERSONAL_DATA_RETENTION_DAYS
     # scheme rules
@@ -112,6 +115,7 @@ class Settings:
             stop_grace_s=float(_env("STOP_GRACE_S", str(d.stop_grace_s))),
             dedupe_horizon_days=int(_env("DEDUPE_HORIZON_DAYS", str(d.dedupe_horizon_days))),
             replay_chunk=int(_env("REPLAY_CHUNK", str(d.replay_chunk))),
+            merge_max_held=int(_env("MERGE_MAX_HELD", str(d.merge_max_held))),
             personal_data_retention_days=_retention(_env("PERSONAL_DATA_RETENTION_DAYS",
                                                          str(d.personal_data_retention_days))),
             session_timeout_ms=int(_env("KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
