@@ -9,11 +9,12 @@ applications before the arrivals (or after) pairs other people.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
 
-from deploy.embedded import EmbeddedStack
+from deploy.embedded import EmbeddedStack, service_env, start_service, terminate
 from shared import topics as T
 from tests.support import factory as f
 from tests.support.client import OUTBOUND_TOPICS, ContractClient, Observer
@@ -50,7 +51,25 @@ def pairs(observer: Observer) -> set[tuple[str, str]]:
     return found
 
 
-async def _run(tmp_path, name: str, flood: bool) -> tuple[set, list[str]]:
+async def _crashing_intake(house: House, observer: Observer, expected: int) -> int:
+    """Intake killed (SIGKILL) after half of its Redis commits (before it publishes or commits
+    its offsets), restarted each time, until it has accepted everything: what it held, decided
+    or published before a crash is neither lost nor decided twice. Returns the crashes."""
+    stack, crashes = house.stack, 0
+    while True:
+        env = service_env(stack.bootstrap, stack.redis_url, stack.run_dir / "ready" / "intake", stack.keys_file)
+        env.update({"SERVICE_INSTANCE": "intake", "OIOO_FAULTS": "after_commit=0.5",
+                    "OIOO_FAULTS_SEED": str(crashes)})
+        proc = start_service("intake", env, stack.log_path("intake")).process
+        while proc.poll() is None and len(observer.events(T.INTAKE_ACCEPTED)) < expected:
+            await asyncio.sleep(0.1)
+        if proc.poll() is None:
+            terminate(proc)
+            return crashes
+        crashes += 1
+
+
+async def _run(tmp_path, name: str, flood: bool, crashes: bool = False) -> tuple[set, list[str], int]:
     stack = EmbeddedStack(tmp_path / name)
     await stack.start_async()
     house = House(stack)
@@ -64,21 +83,32 @@ async def _run(tmp_path, name: str, flood: bool) -> tuple[set, list[str]]:
                 await client.publish(topic, event)
                 if not flood:
                     await observer.wait_for(T.INTAKE_ACCEPTED, count=n)
-            if flood:
+            crashed = 0
+            if crashes:
+                crashed = await _crashing_intake(house, observer, len(events))
+                await house.start_service("intake")
+            elif flood:
                 await house.start_service("intake")
             await observer.wait_for(T.INTAKE_ACCEPTED, count=len(events))
             await observer.wait_for(T.LIAISON_UK_RETURN_REQUESTS, "ReturnRequested", count=8)
             await observer.quiet(2.0)
-            order = [e["event"]["occurred_at"] for e in observer.events(T.INTAKE_ACCEPTED)]
-            return pairs(observer), order
+            order = {e["event"]["event_id"]: e["event"]["occurred_at"] for e in observer.events(T.INTAKE_ACCEPTED)}
+            assert len(order) == len(events)
+            return pairs(observer), list(order.values()), crashed
     finally:
         await stack.stop_async()
 
 
 async def test_a_flood_read_from_every_partition_at_once_pairs_as_the_slow_run(embedded_binaries, tmp_path):
-    slow_pairs, slow_order = await _run(tmp_path, "slow", flood=False)
-    flood_pairs, flood_order = await _run(tmp_path, "flood", flood=True)
+    slow_pairs, _, _ = await _run(tmp_path, "slow", flood=False)
+    assert len(slow_pairs) == 8
+    flood_pairs, flood_order, _ = await _run(tmp_path, "flood", flood=True)
     times = [datetime.fromisoformat(t) for t in flood_order]
     assert times == sorted(times), "intake handed the flood on out of event-time order"
-    assert len(slow_pairs) == 8
     assert flood_pairs == slow_pairs
+    # the same flood, intake killed between its commit and its publish
+    crashed_pairs, crashed_order, crashes = await _run(tmp_path, "crashes", flood=True, crashes=True)
+    assert crashes >= 1
+    times = [datetime.fromisoformat(t) for t in crashed_order]
+    assert times == sorted(times)
+    assert crashed_pairs == slow_pairs
