@@ -55,15 +55,15 @@ class EventTimeMerge:
             queue.append(((self._key(rec), rec.topic, rec.partition, rec.offset), rec))
             self.received[place] = rec.offset + 1
 
-    def release(self, caught_up: set[Place], assigned: Iterable[Place]) -> list[Any]:
-        """The records to decide now, in merge order. They stay owed (`rewind` brings them back)
-        until `done`."""
+    def release(self, caught_up: set[Place], assigned: Iterable[Place], limit: int | None = None) -> list[Any]:
+        """The records to decide now (at most `limit`), in merge order. They stay owed (`rewind`
+        brings them back) until `done`."""
         if any(not self.held.get(p) and p not in caught_up for p in assigned):
             return []
         heads = [(queue[0][0], place) for place, queue in self.held.items() if queue]
         heapq.heapify(heads)
         out: list[Any] = []
-        while heads:
+        while heads and len(out) != limit:
             _, place = heads[0]
             queue = self.held[place]
             _, rec = queue.popleft()

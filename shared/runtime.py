@@ -133,6 +133,7 @@ class Runner:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 5),
             title=f"{service.name}-input",
+            **({"max_partition_fetch_bytes": settings.merge_fetch_bytes} if service.order_key is not None else {}),
         )
         self.subscriber(self._consume)
         # Declared so that the AsyncAPI document shows both directions; the relay publishes.
@@ -363,26 +364,26 @@ class Runner:
             high = consumer.highwater(tp)
             if high is not None and await consumer.position(tp) >= high:
                 caught_up.add((tp.topic, tp.partition))
-        released = self.merge.release(caught_up, places)
-        try:
-            if released:
+        while released := self.merge.release(caught_up, places, self.settings.max_batch):
+            try:
                 await self._process(released, replay=False)
-        except BaseException:
-            for (topic, partition), offset in self.merge.rewind().items():
-                consumer.seek(TopicPartition(topic, partition), offset)
-            if self._paused:
-                consumer.resume(*self._paused)
-                self._paused.clear()
-            raise
-        self.merge.done()
-        moved = self.merge.to_commit()
-        if moved:
-            await consumer.commit({TopicPartition(t, p): o for (t, p), o in moved.items()})
+            except BaseException:
+                for (topic, partition), offset in self.merge.rewind().items():
+                    consumer.seek(TopicPartition(topic, partition), offset)
+                if self._paused:
+                    consumer.resume(*self._paused)
+                    self._paused.clear()
+                raise
+            self.merge.done()
+            moved = self.merge.to_commit()
+            if moved:
+                await consumer.commit({TopicPartition(t, p): o for (t, p), o in moved.items()})
         self._pace(consumer, assigned)
 
     def _pace(self, consumer: Any, assigned: set[TopicPartition]) -> None:
-        """Pause the partitions that hold most while the merge waits for the others."""
-        limit = max(100, self.settings.merge_max_held // max(1, len(assigned)))
+        """Pause a partition that holds much more than the others while the merge waits for them.
+        Never below a few fetches' worth: aiokafka drops what it fetched for a paused partition."""
+        limit = max(4 * self.settings.merge_fetch_bytes // 512, self.settings.merge_max_held // max(1, len(assigned)))
         self._paused &= assigned
         for tp in assigned:
             held = len(self.merge.held.get((tp.topic, tp.partition), ()))

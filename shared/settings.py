@@ -61,7 +61,10 @@ class Settings:
     # runs between chunks even for matching's heaviest records
     replay_chunk: int = 500
     # A service that merges its input partitions in event-time order (intake, shared/merge.py)
-    # holds at most about this many fetched records before it pauses the fullest partitions.
+    # fetches at most this much per partition at a time, so one fetch brings some of every
+    # partition rather than a whole megabyte of one (aiokafka's default), and holds about this
+    # many records before it pauses the partitions that hold most.
+    merge_fetch_bytes: int = 128 * 1024
     merge_max_held: int = 10000
     # names and dates of birth are kept this long after landing (transfer's particulars)
     personal_data_retention_days: int = PERSONAL_DATA_RETENTION_DAYS
@@ -115,6 +118,7 @@ class Settings:
             stop_grace_s=float(_env("STOP_GRACE_S", str(d.stop_grace_s))),
             dedupe_horizon_days=int(_env("DEDUPE_HORIZON_DAYS", str(d.dedupe_horizon_days))),
             replay_chunk=int(_env("REPLAY_CHUNK", str(d.replay_chunk))),
+            merge_fetch_bytes=int(_env("MERGE_FETCH_BYTES", str(d.merge_fetch_bytes))),
             merge_max_held=int(_env("MERGE_MAX_HELD", str(d.merge_max_held))),
             personal_data_retention_days=_retention(_env("PERSONAL_DATA_RETENTION_DAYS",
                                                          str(d.personal_data_retention_days))),

@@ -51,7 +51,7 @@ def test_whatever_the_fetches_interleave_the_order_is_the_event_time_order(parts
                 fetched[p] += n
             merge.add(batch, assigned)
         caught_up = {p for p in parts if fetched[p] == len(parts[p])}
-        out += merge.release(caught_up, assigned)
+        out += merge.release(caught_up, assigned, data.draw(st.sampled_from([None, 1, 3])))
         merge.done()
         if not waiting and not merge.holding():
             break
