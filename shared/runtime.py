@@ -133,7 +133,8 @@ class Runner:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 5),
             title=f"{service.name}-input",
-            **({"max_partition_fetch_bytes": settings.merge_fetch_bytes} if service.order_key is not None else {}),
+            **({"max_partition_fetch_bytes": settings.merge_fetch_bytes, "fetch_max_bytes": settings.merge_fetch_bytes}
+               if service.order_key is not None else {}),
         )
         self.subscriber(self._consume)
         # Declared so that the AsyncAPI document shows both directions; the relay publishes.
@@ -381,9 +382,10 @@ class Runner:
         self._pace(consumer, assigned)
 
     def _pace(self, consumer: Any, assigned: set[TopicPartition]) -> None:
-        """Pause a partition that holds much more than the others while the merge waits for them.
-        Never below a few fetches' worth: aiokafka drops what it fetched for a paused partition."""
-        limit = max(4 * self.settings.merge_fetch_bytes // 512, self.settings.merge_max_held // max(1, len(assigned)))
+        """Pause a partition that holds two fetches' worth while the merge waits for the others, so
+        the next fetches go to those (Tansu gives the first partition of a fetch all its bytes).
+        aiokafka drops what it fetched for a paused partition: one fetch is under one getmany."""
+        limit = 2 * self.settings.merge_fetch_bytes // 512
         self._paused &= assigned
         for tp in assigned:
             held = len(self.merge.held.get((tp.topic, tp.partition), ()))

@@ -61,11 +61,11 @@ class Settings:
     # runs between chunks even for matching's heaviest records
     replay_chunk: int = 500
     # A service that merges its input partitions in event-time order (intake, shared/merge.py)
-    # fetches at most this much per partition at a time, so one fetch brings some of every
-    # partition rather than a whole megabyte of one (aiokafka's default), and holds about this
-    # many records before it pauses the partitions that hold most.
-    merge_fetch_bytes: int = 128 * 1024
-    merge_max_held: int = 10000
+    # fetches at most this much at a time: Tansu gives the first partition of a fetch request
+    # all of the request's bytes (aiokafka's default is 50 MiB: one partition's whole backlog),
+    # and the merge needs a little of every partition, not a lot of one. It pauses a partition
+    # that holds about two fetches' worth, so the next fetches go to the others.
+    merge_fetch_bytes: int = 256 * 1024
     # names and dates of birth are kept this long after landing (transfer's particulars)
     personal_data_retention_days: int = PERSONAL_DATA_RETENTION_DAYS
     # scheme rules
@@ -119,7 +119,6 @@ class Settings:
             dedupe_horizon_days=int(_env("DEDUPE_HORIZON_DAYS", str(d.dedupe_horizon_days))),
             replay_chunk=int(_env("REPLAY_CHUNK", str(d.replay_chunk))),
             merge_fetch_bytes=int(_env("MERGE_FETCH_BYTES", str(d.merge_fetch_bytes))),
-            merge_max_held=int(_env("MERGE_MAX_HELD", str(d.merge_max_held))),
             personal_data_retention_days=_retention(_env("PERSONAL_DATA_RETENTION_DAYS",
                                                          str(d.personal_data_retention_days))),
             session_timeout_ms=int(_env("KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
