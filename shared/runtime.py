@@ -134,7 +134,7 @@ class Runner:
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 5),
             title=f"{service.name}-input",
             **({"max_partition_fetch_bytes": settings.merge_fetch_bytes, "fetch_max_bytes": settings.merge_fetch_bytes}
-               if service.order_key is not None else {}),
+               if service.order_key is not None else {"fetch_max_bytes": settings.fetch_max_bytes}),
         )
         self.subscriber(self._consume)
         # Declared so that the AsyncAPI document shows both directions; the relay publishes.

@@ -40,6 +40,10 @@ class Settings:
     # hop's wait small at the price of idle polling, about 3% of a core per idle service
     # (the bench's idle_cpu_percent). Against a broker that answers at once, raise it.
     fetch_max_wait_ms: int = 20
+    # The most one fetch may bring. Tansu gives the first partition of a request all of it, and
+    # aiokafka's default is 50 MiB: a backlog came in as one reply of tens of megabytes, held
+    # in the consumer until read. 1 MiB is aiokafka's (and Kafka's) per-partition default.
+    fetch_max_bytes: int = 1024 * 1024
     # the relay's producer: how long it gathers records into one request, and its batch size.
     # aiokafka puts at most one batch per partition in a request, and Tansu spends ~200 us
     # of CPU per produce request whatever its size: 16 KiB batches cut a 2,000-record batch
@@ -109,6 +113,7 @@ class Settings:
             max_batch=int(_env("MAX_BATCH", str(d.max_batch))),
             batch_timeout_ms=int(_env("BATCH_TIMEOUT_MS", str(d.batch_timeout_ms))),
             fetch_max_wait_ms=int(_env("FETCH_MAX_WAIT_MS", str(d.fetch_max_wait_ms))),
+            fetch_max_bytes=int(_env("FETCH_MAX_BYTES", str(d.fetch_max_bytes))),
             linger_ms=int(_env("PRODUCER_LINGER_MS", str(d.linger_ms))),
             max_produce_batch_bytes=int(_env("PRODUCER_MAX_BATCH_BYTES", str(d.max_produce_batch_bytes))),
             instance=os.environ.get("SERVICE_INSTANCE") or None,
