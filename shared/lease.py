@@ -123,7 +123,7 @@ class Lease:
     async def keep(self, outage: Callable[[bool], None], held_again: Callable[[], None]) -> None:
         """Renew every third of a TTL; returns once another instance holds the lease. A lease
         that vanished (it expired while Redis stalled, or Redis was emptied) is held again if
-        it can be, and `held_again` is told so the state is reloaded."""
+        it can be, and `held_again` is told so the state is reloaded if anyone wrote meanwhile."""
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
             try:
@@ -134,7 +134,7 @@ class Lease:
                 continue
             if state == "gone":
                 if await self.hold_again():
-                    log.warning("%s: the lease had vanished; held again, state will be reloaded", self.instance)
+                    log.warning("%s: the lease had vanished; held again", self.instance)
                     held_again()
                     continue
                 state = "taken"

@@ -63,6 +63,7 @@ log = logging.getLogger("oioo.runtime")
 __all__ = ["BatchContext", "Outgoing", "Runner", "Service", "serve"]  # the batch API lives in shared.batch
 
 EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
+YIELD_EVERY = 200  # records decided between two turns of the event loop (the lease keeper, health)
 LEASE_LOST_EXIT = 75  # EX_TEMPFAIL: the supervisor restarts us, and we wait as a standby
 
 
@@ -107,6 +108,7 @@ class Runner:
         self.up = {"redis": True, "broker": True}
         self.exit_code = 0
         self._must_recover = False
+        self._lease_returned = False  # the keeper held the lease again after it vanished
         self._stopping = False
         self._alerts: list[Alert] = []
         self._figures_at = 0.0
@@ -244,7 +246,7 @@ class Runner:
             pass
 
     def _recover_later(self) -> None:
-        self._must_recover = True
+        self._lease_returned = True
 
     async def _watch(self) -> None:
         """Readiness: ping Redis and the broker every two seconds."""
@@ -299,9 +301,20 @@ class Runner:
         self._adopt(snap)
         return snap
 
+    async def _recover_unless_current(self) -> None:
+        """The lease was held again after it vanished: nobody else held it meanwhile if Redis is
+        still at our version, and then the state in memory is Redis's (the last batch committed)."""
+        current = await until_done("redis (version)", self.store.current_version, self._redis_outage)
+        if self.loaded and current == self.version and current:
+            self._lease_returned = False
+            log.warning("%s: still at version %s after the lease came back; nothing to reload",
+                        self.instance, current)
+            return
+        await self._recover()
+
     async def _recover(self) -> None:
         """Load what Redis holds, then replay what Kafka's committed offsets say is missing."""
-        self._must_recover = False
+        self._must_recover = self._lease_returned = False
         snap = await self._reload()
         log.info("%s: state loaded at version %s", self.instance, snap.version)
         await self._catch_up()
@@ -400,29 +413,34 @@ class Runner:
         poisoned: dict[str, str] = {}
         refusals = 0
         committed: tuple[int, list[Outgoing]] | None = None
+        ctx: BatchContext | None = None  # a batch decided and not yet committed
         while True:
-            if self._must_recover and not replay:
-                await self._recover()
-            ctx = BatchContext(self.seen, replay=replay, high=self.high)
-            try:
-                for rec in records:
-                    self._take(rec, ctx, poisoned)
-            except _Poison as poison:
-                poisoned[poison.place] = poison.detail
-                log.critical("%s: %s raised %s; dead-lettering it and deciding the batch again",
-                             self.instance, poison.place, poison.detail)
-                await self._reload()
-                continue
-            self.service.finish(ctx)  # only a batch decided to its end: a poisoned attempt is dropped
-            if ctx.changes.empty() and not ctx.out:
-                break
-            if not replay:
-                ctx.out[:0] = [Outgoing(topics.OPS_ALERTS, a.subject_ref, a.to_json()) for a in self._alerts]
+            if ctx is None:
+                if self._must_recover and not replay:
+                    await self._recover()
+                elif self._lease_returned and not replay:
+                    await self._recover_unless_current()
+                ctx = BatchContext(self.seen, replay=replay, high=self.high)
+                try:
+                    await self._decide(records, ctx, poisoned)
+                except _Poison as poison:
+                    poisoned[poison.place] = poison.detail
+                    log.critical("%s: %s raised %s; dead-lettering it and deciding the batch again",
+                                 self.instance, poison.place, poison.detail)
+                    await self._reload()
+                    ctx = None
+                    continue
+                self.service.finish(ctx)  # only a batch decided to its end: a poisoned attempt is dropped
+                if ctx.changes.empty() and not ctx.out:
+                    break
+                if not replay:
+                    ctx.out[:0] = [Outgoing(topics.OPS_ALERTS, a.subject_ref, a.to_json()) for a in self._alerts]
             try:
                 committed = await self._commit(ctx)
             except StaleState as stale:
                 log.warning("%s: state version moved to %s under us; recovering", self.instance, stale.current)
                 await self._recover()
+                ctx = None
                 continue
             except CapExceeded as refused:
                 refusals += 1
@@ -430,19 +448,28 @@ class Runner:
                 if refusals > 3:
                     raise
                 await self._reload()
+                ctx = None
                 continue
             except Fenced:
                 # The lease vanished (it expired while Redis stalled, or Redis was emptied): take
-                # it again, or notice the keeper already did, and decide again from Redis.
+                # it again, or notice the keeper already did, and commit the same batch again. The
+                # script's version check refuses it (StaleState: recover) if anyone wrote meanwhile.
                 if await self.lease.hold_again():
-                    log.warning("%s: the lease had vanished; held again, recovering", self.instance)
-                    await self._recover()
+                    log.warning("%s: the lease had vanished; held again, committing the batch again", self.instance)
                     continue
                 self._lost_lease("the commit was fenced")
             self._alerts.clear()
             break
         if not replay:
             await self.relay.flush(committed)
+
+    async def _decide(self, records: list[ConsumerRecord], ctx: BatchContext, poisoned: dict[str, str]) -> None:
+        """Hand the batch to the service, letting the loop run now and then: the lease keeper
+        must renew within the lease's TTL however long a large batch takes on a busy machine."""
+        for n, rec in enumerate(records, start=1):
+            self._take(rec, ctx, poisoned)
+            if not n % YIELD_EVERY:
+                await asyncio.sleep(0)
 
     def _take(self, rec: ConsumerRecord, ctx: BatchContext, poisoned: dict[str, str]) -> None:
         """Hand one record to the service unless its offset was consumed already, and track it."""

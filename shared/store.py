@@ -319,6 +319,10 @@ class RecordStore:
             raise CapExceeded(_s(result[1]), int(_s(result[2])), int(_s(result[3])))
         raise RuntimeError(f"the commit script answered {status!r}")
 
+    async def current_version(self) -> int:
+        """The version Redis holds now (0 when it holds nothing)."""
+        return int(await self.redis.get(self.version_key) or 0)
+
     # ---- the outbox, read and trimmed by the relay -----------------------------------------
     async def pending(self, limit: int = 64) -> list[tuple[int, bytes]]:
         """The oldest committed batches not yet published: (version, JSON array of messages)."""
