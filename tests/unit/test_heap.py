@@ -66,3 +66,19 @@ def test_the_heap_settings_come_from_the_environment(monkeypatch):
     assert (s.heap_mmap_threshold_bytes, s.heap_arena_max, s.heap_trim_threshold_bytes) == (0, 2, 0)
     monkeypatch.delenv("HEAP_MMAP_THRESHOLD_BYTES")
     assert Settings.from_env().heap_mmap_threshold_bytes == 128 * 1024
+
+
+def test_settle_gives_the_free_heap_back(monkeypatch):
+    trimmed = []
+    monkeypatch.setattr(heap, "trim", lambda: trimmed.append(True) or True)
+    try:
+        heap.settle()
+    finally:
+        gc.unfreeze()
+    assert trimmed == [True]
+
+
+def test_trim_is_glibcs_malloc_trim_and_nothing_elsewhere(monkeypatch):
+    assert heap.trim() == (heap._glibc() is not None)
+    monkeypatch.setattr(heap, "_glibc", lambda: None)
+    assert heap.trim() is False
