@@ -52,6 +52,16 @@ class Settings:
     linger_ms: int = 0
     max_produce_batch_bytes: int = 512 * 1024
     session_timeout_ms: int = 10000
+    # glibc's malloc (shared/heap.py; 0 leaves glibc's own behaviour). A fixed 128 KiB mmap
+    # threshold gives the relay's 512 KiB batches and other large buffers back when they are
+    # freed: at the end of a 40,000-arrival replay intake held 99 MB instead of 108-112 and
+    # matching 123 instead of 136, peaks and CPU per event unchanged within the runs' spread;
+    # restoring the full history, enforcement peaked at 247 MB instead of 258 and matching at
+    # 215 instead of 221. The arena count changed nothing (a service runs two threads); fixing
+    # the mmap threshold fixes the trim threshold at glibc's 128 KiB as well.
+    heap_mmap_threshold_bytes: int = 128 * 1024
+    heap_arena_max: int = 0
+    heap_trim_threshold_bytes: int = 0
     # one fenced writer per service: the instance's name, its lease, its health endpoint
     instance: str | None = None
     lease_ttl_ms: int = 5000
@@ -127,6 +137,9 @@ class Settings:
             personal_data_retention_days=_retention(_env("PERSONAL_DATA_RETENTION_DAYS",
                                                          str(d.personal_data_retention_days))),
             session_timeout_ms=int(_env("KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
+            heap_mmap_threshold_bytes=int(_env("HEAP_MMAP_THRESHOLD_BYTES", str(d.heap_mmap_threshold_bytes))),
+            heap_arena_max=int(_env("HEAP_ARENA_MAX", str(d.heap_arena_max))),
+            heap_trim_threshold_bytes=int(_env("HEAP_TRIM_THRESHOLD_BYTES", str(d.heap_trim_threshold_bytes))),
             rule_version=_env("RULE_VERSION", d.rule_version),
             default_cap=int(_env("DEFAULT_WEEKLY_CAP", str(d.default_cap))),
             priority_nationalities=tuple(p.strip().upper() for p in prio.split(",") if p.strip()),
