@@ -131,6 +131,19 @@ class BanOrdered(Instruction):
 
 
 @dataclass(frozen=True)
+class DayBegan(Instruction):
+    """Matching's clock moved into a new day (UTC). Transfer keeps an arrival's particulars
+    until matching's clock, not the particulars' own, is past their retention: in a backlog or
+    a replay intake's particulars run weeks ahead of the pairs that need them."""
+    name: ClassVar[str] = "DayBegan"
+    day: str
+
+    @property
+    def subject(self) -> str:
+        return self.day
+
+
+@dataclass(frozen=True)
 class BalanceChanged(DomainEvent):
     """A week's figures changed: its WeeklyBalance is published again."""
 

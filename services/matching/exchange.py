@@ -10,13 +10,13 @@ event's own time).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 from services.matching import admission_side, controls, deferred, movements, pairing, return_side, rules
 from services.matching.case import Case
 from services.matching.deadlines import Deadlines
-from services.matching.events import Alerted, BalanceChanged, Decided, DomainEvent, Instruction
+from services.matching.events import Alerted, BalanceChanged, DayBegan, Decided, DomainEvent, Instruction
 from services.matching.pair import Pair
 from services.matching.queues import ReturnQueue, SeatQueue, SortedQueue
 from services.matching.repository import Repository
@@ -87,8 +87,12 @@ class Exchange:
     def apply(self, event: ev.Event, screening: Screening, cause: str | None = None) -> list[DomainEvent]:
         """`cause`: the event's id as a string, when the caller has it already."""
         self._out, self._weeks, self.cause = [], set(), cause or str(event.event_id)
+        before = self.repo.ledger.now
         if self.repo.ledger.advance(event.occurred_at):
             self.repo.touch("meta")
+            day = self.now.astimezone(timezone.utc).date()
+            if before is None or before.astimezone(timezone.utc).date() != day:
+                self._out.append(DayBegan(day=day.isoformat()))
             for due, kind, ident in self.deadlines.due(self.now):
                 DEADLINES[kind](self, ident, due)
         mark = len(self._out)

@@ -20,6 +20,7 @@ from shared.store import Snapshot
 
 log = logging.getLogger("oioo.transfer")
 KINDS = ("RequestReturn", "WithdrawReturn", "OfferAdmission")
+DAY_BEGAN = "DayBegan"  # matching's clock moved into a new day: particulars past retention go
 
 
 class Transfer(Service):
@@ -47,8 +48,12 @@ class Transfer(Service):
         # raising dead-letters it (processing_error) without quoting the particulars.
         if rec.topic == topics.INTAKE_PARTICULARS:
             particulars = ArrivalParticulars.model_validate_json(rec.value or b"")
-            self._advance(datetime.fromisoformat(particulars.occurred_at), ctx)
-            kept = self.book.keep(particulars, self.now)
+            # Particulars do not move the clock that forgets particulars: matching's does
+            # (instructions, DayBegan). In a backlog or a replay intake's particulars run weeks
+            # ahead of the pairs that need them, and would have forgotten them first. One already
+            # past its retention at its own time is not kept at all.
+            own = datetime.fromisoformat(particulars.occurred_at)
+            kept = self.book.keep(particulars, own if self.now is None or own > self.now else self.now)
             if kept is not None:
                 ctx.changes.put(*kept)
                 waiting = self.book.release(particulars.arrival_id)
@@ -58,6 +63,9 @@ class Transfer(Service):
                     self._act(instruction, ctx)
             return
         instruction = Instruction.model_validate_json(rec.value or b"")
+        if instruction.kind == DAY_BEGAN:
+            self._advance(datetime.fromisoformat(instruction.occurred_at), ctx)
+            return
         if instruction.kind not in KINDS:
             return  # RecordBan is enforcement's
         if not ctx.first_time(instruction.instruction_id, datetime.fromisoformat(instruction.occurred_at)):

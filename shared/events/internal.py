@@ -76,7 +76,9 @@ class Instruction(BaseModel):
 
     `instruction_id` is derived from the event that caused it, and becomes the outbound
     event's `event_id`, so an instruction repeated after a crash publishes the same event.
-    kinds: RequestReturn, WithdrawReturn, OfferAdmission (transfer); RecordBan (enforcement).
+    kinds: RequestReturn, WithdrawReturn, OfferAdmission (transfer); RecordBan (enforcement);
+    DayBegan (transfer: matching's clock moved into a new day, `day`, so particulars past their
+    retention by matching's clock are forgotten).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,3 +99,4 @@ class Instruction(BaseModel):
     paired_request_ids: list[str] = []
     visa_valid_until: str | None = None
     returned_request_id: str | None = None
+    day: str | None = None

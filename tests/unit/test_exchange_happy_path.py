@@ -1,4 +1,4 @@
-from tests.support.factory import DAY, HOUR, MINUTE, T0, admission_arrived, answer, arrival, eoi, executed, vetted
+from tests.support.factory import DAY, HOUR, MINUTE, T0, admission_arrived, answer, arrival, eoi, executed, tick, vetted
 from tests.unit.harness import Harness
 from shared.timeutil import iso_week
 
@@ -35,3 +35,12 @@ def test_eighty_ready_pairs_in_a_week_with_cap_fifty_give_fifty():
     assert len(h.alerts("cap_reached")) == 1
     # the oldest arrivals went first
     assert sorted(h.requests()) == [f"A{i:03d}" for i in range(50)]
+
+
+def test_matching_announces_each_new_day_of_its_clock_once():
+    """Transfer forgets particulars by matching's clock: a DayBegan instruction when it moves into
+    a new UTC day, and only then."""
+    h = Harness()
+    for at in (T0, T0 + HOUR, T0 + 20 * HOUR, T0 + 21 * HOUR, T0 + 72 * HOUR, T0 + 71 * HOUR):
+        h.send(tick(at))
+    assert [i["day"] for i in h.instructions("DayBegan")] == ["2025-09-01", "2025-09-02", "2025-09-04"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import logging
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
@@ -260,3 +259,17 @@ def test_retention_shorter_than_the_request_window_is_refused(monkeypatch):
     monkeypatch.setenv("PERSONAL_DATA_RETENTION_DAYS", "14")
     with pytest.raises(SystemExit, match="more than 14"):
         Settings.from_env()
+
+
+def test_particulars_far_ahead_do_not_forget_those_a_pair_behind_them_still_needs():
+    """A backlog or a replay: intake's particulars run months ahead of matching's pairs. The clock
+    that forgets particulars is matching's (its instructions, DayBegan), not theirs."""
+    h = Harness(arrivals=("ARR-1",))
+    h.feed(particulars("ARR-LATER", landed_at=T0 + timedelta(days=90)))
+    assert "particulars:ARR-1" in h.records
+    ctx = h.feed(request_return("REQ-1", "ARR-1"))
+    assert published(ctx) == [(topics.LIAISON_UK_RETURN_REQUESTS, "REQ-1"), (topics.OPS_AUDIT, "REQ-1")]
+    # matching's clock past ARR-1's retention (landed T0 - 2 days): forgotten, the later one kept
+    h.feed(instruction("DayBegan", day="2025-09-30").model_copy(
+        update={"occurred_at": (T0 + timedelta(days=28)).isoformat()}))
+    assert "particulars:ARR-1" not in h.records and "particulars:ARR-LATER" in h.records
