@@ -34,9 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy, FastStream
-from faststream.message import AckStatus
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -54,6 +53,7 @@ from shared.health import HealthServer
 from shared.ids import derived_id
 from shared.lease import Lease
 from shared.merge import EventTimeMerge
+from shared.merged_input import MergedInput
 from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options, redis_options
 from shared.settings import Settings
@@ -148,8 +148,7 @@ class Runner:
         self.relay = Relay(settings, self.instance, self.store, lambda: self.lease.value or "", self.metrics,
                            self._redis_outage, self._broker_outage, self._lost_lease, self._kafka_security())
         self._lock = asyncio.Lock()
-        self.merge = EventTimeMerge(service.order_key) if service.order_key is not None else None
-        self._paused: set[TopicPartition] = set()
+        self.merged = MergedInput(EventTimeMerge(service.order_key), settings) if service.order_key is not None else None
 
     def _kafka_security(self) -> dict[str, Any]:
         return kafka_client_options(self.settings)
@@ -350,10 +349,10 @@ class Runner:
             if self._stopping:
                 raise _Stopping("stopping")
             try:
-                if self.merge is None:
+                if self.merged is None:
                     await self._process(records, replay=False)
                 else:
-                    await self._process_merged(records, msg)
+                    await self.merged.take(records, msg, self._decide_live)
             except _Stopping:
                 raise
             except Exception:
@@ -364,50 +363,8 @@ class Runner:
                 raise
         faults.point("after_publish")
 
-    async def _process_merged(self, records: list[ConsumerRecord], msg: KafkaMessage) -> None:
-        """Decide what the event-time merge lets go (shared/merge.py); this runner, not
-        FastStream, then commits each partition up to its first record still held, or on a
-        failure reads every partition again from its first record not decided."""
-        consumer = msg.consumer
-        msg.committed = AckStatus.ACKED  # FastStream would commit, or rewind, the whole fetch
-        assigned = consumer.assignment()
-        places = {(tp.topic, tp.partition) for tp in assigned}
-        self.merge.add(records, places)
-        caught_up = set()
-        for tp in assigned:
-            high = consumer.highwater(tp)
-            if high is not None and await consumer.position(tp) >= high:
-                caught_up.add((tp.topic, tp.partition))
-        while released := self.merge.release(caught_up, places, self.settings.max_batch):
-            try:
-                await self._process(released, replay=False)
-            except BaseException:
-                for (topic, partition), offset in self.merge.rewind().items():
-                    consumer.seek(TopicPartition(topic, partition), offset)
-                if self._paused:
-                    consumer.resume(*self._paused)
-                    self._paused.clear()
-                raise
-            self.merge.done()
-            moved = self.merge.to_commit()
-            if moved:
-                await consumer.commit({TopicPartition(t, p): o for (t, p), o in moved.items()})
-        self._pace(consumer, assigned)
-
-    def _pace(self, consumer: Any, assigned: set[TopicPartition]) -> None:
-        """Pause a partition that holds two fetches' worth while the merge waits for the others, so
-        the next fetches go to those (Tansu gives the first partition of a fetch all its bytes).
-        aiokafka drops what it fetched for a paused partition: one fetch is under one getmany."""
-        limit = 2 * self.settings.merge_fetch_bytes // 512
-        self._paused &= assigned
-        for tp in assigned:
-            held = len(self.merge.held.get((tp.topic, tp.partition), ()))
-            if held > limit and tp not in self._paused:
-                consumer.pause(tp)
-                self._paused.add(tp)
-            elif held <= limit // 2 and tp in self._paused:
-                consumer.resume(tp)
-                self._paused.discard(tp)
+    async def _decide_live(self, records: list[ConsumerRecord]) -> None:
+        await self._process(records, replay=False)
 
     async def _process(self, records: list[ConsumerRecord], replay: bool) -> None:
         poisoned: dict[str, str] = {}
