@@ -20,8 +20,8 @@ from shared.settings import Settings
 
 
 class MergedInput:
-    def __init__(self, merge: EventTimeMerge, settings: Settings):
-        self.merge = merge
+    def __init__(self, key: Callable[[ConsumerRecord], float], settings: Settings):
+        self.merge = EventTimeMerge(key)
         self.settings = settings
         self.paused: set[TopicPartition] = set()
 

@@ -52,7 +52,6 @@ from shared.events.outbound import Alert
 from shared.health import HealthServer
 from shared.ids import derived_id
 from shared.lease import Lease
-from shared.merge import EventTimeMerge
 from shared.merged_input import MergedInput
 from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options, redis_options
@@ -148,7 +147,7 @@ class Runner:
         self.relay = Relay(settings, self.instance, self.store, lambda: self.lease.value or "", self.metrics,
                            self._redis_outage, self._broker_outage, self._lost_lease, self._kafka_security())
         self._lock = asyncio.Lock()
-        self.merged = MergedInput(EventTimeMerge(service.order_key), settings) if service.order_key is not None else None
+        self.merged = MergedInput(service.order_key, settings) if service.order_key is not None else None
 
     def _kafka_security(self) -> dict[str, Any]:
         return kafka_client_options(self.settings)

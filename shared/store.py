@@ -289,23 +289,24 @@ class RecordStore:
             pipe.hgetall(self.quota_key)
             pipe.llen(self.outbox_key)
             version, offsets, quota_raw, outbox = await pipe.execute()
+            version = int(version or 0)
             records = await self._records()
             seen = await self._seen()
-            if await self.redis.get(self.version_key) != version:
+            if await self.current_version() != version:
                 continue
             quota: dict[str, dict[str, int]] = {}
             for name, value in quota_raw.items():
                 week, _, what = _s(name).partition("|")
                 quota.setdefault(week, {})[what] = int(value)
             return Snapshot(
-                version=int(version or 0),
+                version=version,
                 records=StoredRecords(records),
                 seen=seen,
                 offsets={_s(k): int(v) for k, v in offsets.items()},
                 quota=quota,
                 outbox=int(outbox),
             )
-        raise StaleState(int(await self.redis.get(self.version_key) or 0))
+        raise StaleState(await self.current_version())
 
     async def _records(self) -> dict[str, bytes]:
         """The records hash by HSCAN, `load_chunk` fields a call (a field seen twice, which

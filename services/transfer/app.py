@@ -53,7 +53,7 @@ class Transfer(Service):
             # ahead of the pairs that need them, and would have forgotten them first. One already
             # past its retention at its own time is not kept at all.
             own = datetime.fromisoformat(particulars.occurred_at)
-            kept = self.book.keep(particulars, own if self.now is None or own > self.now else self.now)
+            kept = self.book.keep(particulars, max(own, self.now or own))
             if kept is not None:
                 ctx.changes.put(*kept)
                 waiting = self.book.release(particulars.arrival_id)
