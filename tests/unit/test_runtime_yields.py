@@ -8,7 +8,8 @@ import time
 from aiokafka import ConsumerRecord
 
 from shared.batch import BatchContext, Service
-from shared.runtime import YIELD_EVERY, Runner
+from shared.batch_loop import YIELD_EVERY
+from shared.runtime import Runner
 from shared.settings import Settings
 
 
