@@ -26,9 +26,13 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     signing_keys_file: str | None = None
     ready_file: str | None = None
-    # records per batch: one commit script, one relay and one offset commit each (the bench:
-    # 2000 instead of 500 used about 8% less CPU per event end to end, latency unchanged)
-    max_batch: int = 2000
+    # records per batch: one commit script, one relay and one offset commit each. Larger
+    # batches cost less CPU per event and more memory at the peak (a batch's records, its
+    # outputs and their encodings are alive at once). On the full replay (the bench, one
+    # 2-core machine, same day): 2000 took 380 us of CPU per event end to end and matching
+    # peaked at 170-176 MB, enforcement at 145-151; 1000 took 396 us and they peaked at 145
+    # and 136 (every service under 150 MB); 500 used about 8% more CPU than 2000.
+    max_batch: int = 1000
     # How long the subscriber waits for records before it reports an empty batch. FastStream's
     # batch subscriber then SLEEPS as long again, and records that arrive meanwhile wait: at
     # 50 ms that sleep was most of a hop's p95 (50-70 ms per hop at 200 arrivals/s). 5 ms
