@@ -92,9 +92,30 @@ class Relay:
             self.fenced("the outbox trim was fenced")
 
     async def publish(self, messages: list[Message]) -> None:
-        """Every message into the producer's accumulator, then wait for all the acknowledgements."""
-        send = self.producer.send
-        futures = [await send(topic, value, key=key.encode() if key else None, headers=_headers(trace))
-                   for topic, key, value, trace in messages]
+        """Every message into record batches built here, one partition at a time and in the
+        outbox's order within each, then wait for all the acknowledgements. Each message goes to
+        the partition `send` would give it (the producer's partitioner, `partition_for`), but
+        one `send` per message cost its services about a tenth of their CPU in a replay."""
+        producer = self.producer
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]] = {}
+        for topic, key, value, trace in messages:
+            if topic not in partitions:
+                known = sorted(await producer.partitions_for(topic))
+                available = sorted(producer.client.cluster.available_partitions_for_topic(topic) or known)
+                partitions[topic] = (known, available)
+            key_bytes = key.encode() if key else None
+            partition = partition_for(key_bytes, *partitions[topic])
+            by_partition.setdefault((topic, partition), []).append((key_bytes, value, _headers(trace)))
+        futures = []
+        for (topic, partition), group in by_partition.items():
+            batch = producer.create_batch()
+            for key_bytes, value, headers in group:
+                if batch.append(key=key_bytes, value=value, timestamp=None, headers=headers) is None:
+                    # full: send it and start the next (a batch always takes its first record)
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key_bytes, value=value, timestamp=None, headers=headers)
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
         self.metrics.published.inc(len(messages))
