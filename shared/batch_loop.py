@@ -32,6 +32,16 @@ EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 YIELD_EVERY = 200  # records decided between two turns of the event loop (the lease keeper, health)
 
 
+def time_to_forget(high: float, forgot_at: float, remembered: int, kept: int) -> bool:
+    """Whether memory should forget the event ids the commit script forgot (those below the
+    horizon): at most once a day of event time, and only once it remembers a quarter more ids
+    than it kept last time. Forgetting walks every id, so in a replay, where a batch can span
+    days of event time, forgetting after every batch cost each service 3-6 % of its CPU; this
+    way each id is walked a bounded number of times, and memory holds at most a quarter more
+    than the horizon's ids (only ever more than Redis, never fewer: duplicates stay dropped)."""
+    return high - forgot_at > 86400 and remembered > kept + kept // 4
+
+
 class _Poison(Exception):
     def __init__(self, place: str, detail: str):
         super().__init__(detail)
@@ -155,10 +165,10 @@ class BatchLoop:
                 self._redis_outage)
         for event_id in ctx.changes.seen:
             self.seen[event_id] = ctx.changes.seen_at.get(event_id, ctx.high)
-        if extra.seen_floor is not None and ctx.high - self._pruned_at > 86400:
-            # the commit script forgot the ids below the horizon: so does memory, once a day of event time
+        if extra.seen_floor is not None and time_to_forget(ctx.high, self._pruned_at, len(self.seen), self._kept):
+            # the commit script forgot the ids below the horizon: so does memory, now and then
             self.seen = {k: v for k, v in self.seen.items() if v >= extra.seen_floor}
-            self._pruned_at = ctx.high
+            self._pruned_at, self._kept = ctx.high, len(self.seen)
         self.high = max(self.high, ctx.high)
         self.offsets.update(ctx.changes.offsets)
         if not ctx.replay:

@@ -104,6 +104,7 @@ class Runner(BatchLoop):
         self._alerts: list[Alert] = []
         self._figures_at = 0.0
         self._pruned_at = 0.0  # the event time at which memory last forgot old event ids
+        self._kept = 0  # how many it kept then
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
@@ -282,6 +283,7 @@ class Runner(BatchLoop):
         self.relay.forget()
         self.seen = dict(snap.seen) if isinstance(snap.seen, dict) else dict.fromkeys(snap.seen, 0.0)
         self.high = max(self.seen.values(), default=0.0)
+        self._kept = len(self.seen)
         self.offsets = dict(snap.offsets)
         self.service.restore(snap)
         self.loaded = True
