@@ -78,6 +78,10 @@ class Service(ABC):
     # topics) names a record's event time here; the runner then merges them (shared/merge.py).
     # It must never raise: a record it cannot read goes first (it is dead-lettered anyway).
     order_key: Callable[[ConsumerRecord], float] | None = None
+    # A service between an arrival and its first Decision (enforcement, matching) keeps its
+    # hop short: the broker holds its fetches PROMPT_FETCH_MAX_WAIT_MS instead of
+    # FETCH_MAX_WAIT_MS (shared/settings.py). A merged input keeps MERGE_ ones.
+    prompt: bool = False
 
     @abstractmethod
     def restore(self, snapshot: Snapshot) -> None:

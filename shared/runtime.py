@@ -78,6 +78,22 @@ async def _raw_decoder(msg: Any) -> Any:
     return msg.body
 
 
+def _fetch_options(service: Service, settings: Settings) -> dict[str, int]:
+    """How much a fetch may bring and how long the broker and the subscriber wait for records:
+    a merged input (intake) takes a little of every partition at a time, a prompt service
+    (`Service.prompt`) waits less (shared/settings.py has the measurements)."""
+    if service.order_key is not None:
+        sizes = {"max_partition_fetch_bytes": settings.merge_fetch_bytes, "fetch_max_bytes": settings.merge_fetch_bytes}
+    else:
+        sizes = {"fetch_max_bytes": settings.fetch_max_bytes}
+    if service.prompt and service.order_key is None:
+        waits = {"fetch_max_wait_ms": settings.prompt_fetch_max_wait_ms,
+                 "batch_timeout_ms": settings.prompt_batch_timeout_ms}
+    else:
+        waits = {"fetch_max_wait_ms": settings.fetch_max_wait_ms, "batch_timeout_ms": settings.batch_timeout_ms}
+    return {**sizes, **waits}
+
+
 class Runner(BatchLoop):
     def __init__(self, service: Service, settings: Settings, redis: Redis | None = None):
         self.service = service
@@ -119,16 +135,13 @@ class Runner(BatchLoop):
             group_id=self.group_id,
             batch=True,
             max_records=settings.max_batch,
-            batch_timeout_ms=settings.batch_timeout_ms,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_decoder,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 5),
             title=f"{service.name}-input",
-            **({"max_partition_fetch_bytes": settings.merge_fetch_bytes, "fetch_max_bytes": settings.merge_fetch_bytes}
-               if service.order_key is not None else {"fetch_max_bytes": settings.fetch_max_bytes}),
+            **_fetch_options(service, settings),
         )
         self.subscriber(self._consume)
         # Declared so that the AsyncAPI document shows both directions; the relay publishes.

@@ -35,6 +35,7 @@ RECORD_BAN = "RecordBan"
 class Enforcement(Service):
     name = "enforcement"
     input_topics = (topics.INTAKE_ACCEPTED, topics.MATCHING_INSTRUCTIONS)
+    prompt = True  # between an arrival and its first Decision: short hops (shared/settings.py)
     output_topics = (topics.ENFORCEMENT_SCREENED, topics.ENFORCEMENT_BANS, topics.OPS_AUDIT)
 
     def __init__(self) -> None:

@@ -39,6 +39,7 @@ def _in_house(document: dict) -> dict:
 class Matching(Service):
     name = "matching"
     input_topics = (topics.ENFORCEMENT_SCREENED,)
+    prompt = True  # between an arrival and its first Decision: short hops (shared/settings.py)
     output_topics = (topics.OPS_AUDIT, topics.OPS_ALERTS, topics.OPS_BALANCE, topics.MATCHING_INSTRUCTIONS)
 
     def __init__(self, settings: Settings):
