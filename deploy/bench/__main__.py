@@ -296,7 +296,7 @@ async def phase_replay(run_dir: Path, keyring: Keyring, recs: list[Signed], arri
             f"{figures['p99_pair_ms']} ms")
         figures.update(await measure.quota_vs_incr(stack.redis_url, args.quota_seconds))
         say(f"quota script: {figures['quota_ops']:.0f} ops/s; INCR {figures['incr_ops']:.0f} ops/s")
-        figures["idle_cpu_percent"] = await measure.idle_cpu(sampler.pids, 3.0)
+        figures["idle_cpu_percent"] = await measure.idle_cpu({**sampler.pids, "broker": stack.broker.process.pid}, 3.0)
         later = sampler.sample()
         figures["rss_later_mb"] = {k: round(v, 1) for k, v in later.items()}
         paired = {s for s in out["paired"] if str(s).startswith("BENCH-A")}
