@@ -80,7 +80,8 @@ class Service(ABC):
     order_key: Callable[[ConsumerRecord], float] | None = None
     # A service between an arrival and its first Decision (enforcement, matching) keeps its
     # hop short: the broker holds its fetches PROMPT_FETCH_MAX_WAIT_MS instead of
-    # FETCH_MAX_WAIT_MS (shared/settings.py). A merged input keeps MERGE_ ones.
+    # FETCH_MAX_WAIT_MS (shared/settings.py). A merged input (intake) keeps the usual waits: its
+    # fetch names many partitions, and short holds would cost the broker dearly.
     prompt: bool = False
 
     @abstractmethod

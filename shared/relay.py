@@ -107,15 +107,22 @@ class Relay:
             key_bytes = key.encode() if key else None
             partition = partition_for(key_bytes, *partitions[topic])
             by_partition.setdefault((topic, partition), []).append((key_bytes, value, _headers(trace)))
-        futures = []
-        for (topic, partition), group in by_partition.items():
-            batch = producer.create_batch()
-            for key_bytes, value, headers in group:
-                if batch.append(key=key_bytes, value=value, timestamp=None, headers=headers) is None:
-                    # full: send it and start the next (a batch always takes its first record)
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key_bytes, value=value, timestamp=None, headers=headers)
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+        await asyncio.gather(*await send_in_batches(producer, by_partition))
         self.metrics.published.inc(len(messages))
+
+
+async def send_in_batches(producer: AIOKafkaProducer,
+                          by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]]) -> list:
+    """Each partition's (key, value, headers) into as few record batches as fit, in order, handed
+    to the producer; returns the batches' delivery futures."""
+    futures = []
+    for (topic, partition), group in by_partition.items():
+        batch = producer.create_batch()
+        for key, value, headers in group:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                # full: send it and start the next (a batch always takes its first record)
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
