@@ -366,3 +366,39 @@ def test_the_subject_is_the_first_identifying_field_the_event_has():
     ]
     for document, subject in cases:
         assert subject_of(ANY_INBOUND.validate_python(document)) == subject
+
+
+# JSON values of every kind json.dumps writes, including what orjson reads otherwise or refuses:
+# integers past 64 bits, NaN and infinities, lone surrogates, control characters.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10 ** 30), max_value=10 ** 30)
+    | st.sampled_from([2 ** 63 - 1, 2 ** 63, 2 ** 64, -(2 ** 63) - 1, 10 ** 25, 10 ** 18])
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(alphabet="ab1é\x1f\u2028\"\\", max_size=6)
+    | escapable,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4) | escapable, inner, max_size=4),
+    max_leaves=12)
+
+
+def comparable(result):
+    """A reading, comparable (NaN equals itself as text)."""
+    if isinstance(result, Rejected):
+        return result
+    document, non_finite = result
+    return json.dumps(document), non_finite
+
+
+@settings(max_examples=1500, deadline=None)
+@given(value=json_values, ascii_only=st.booleans(), cut=st.integers(0, 400), noise=st.binary(max_size=3),
+       mutate=st.booleans())
+def test_reading_with_orjson_first_gives_what_json_loads_gives(value, ascii_only, cut, noise, mutate):
+    raw = json.dumps({"v": value, "event_type": "x"}, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    if mutate:  # a broken value too: cut short or with bytes put in
+        raw = raw[:cut] + noise + raw[cut:]
+    assert comparable(rules._parse(raw)) == comparable(rules._read(raw))  # _read: json.loads alone
+
+
+def test_integers_past_64_bits_and_non_finite_numbers_read_as_json_loads_reads_them():
+    assert rules._parse(b'{"a":123456789012345678901234567890}') == ({"a": 123456789012345678901234567890}, False)
+    assert rules._parse(b'{"a":1e999}')[1] is True
+    assert rules._parse(b'{"a":NaN}')[1] is True
+    assert rules._parse(b'{"a":1.5,"b":[1,"\\u00e9"]}') == ({"a": 1.5, "b": [1, "é"]}, False)

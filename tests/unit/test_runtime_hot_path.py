@@ -12,7 +12,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2 as aiokafka_murmur2
 from hypothesis import given, settings, strategies as st
 
 from shared.batch import JSON_HEADERS, TRACEPARENT, BatchContext, Outgoing, encode_outbox, trace_of
-from shared.partitioner import murmur2, partition_for
+from shared.partitioner import BULK_MIN, murmur2, murmur2_many, partition_for, partitions_for
 from shared.relay import _headers
 from shared.store import encode_record
 
@@ -167,6 +167,33 @@ def test_a_key_goes_to_the_partition_aiokafka_chooses(key, partitions):
     available = partitions[::2]
     assert partition_for(key, partitions, available) == DefaultPartitioner()(key, partitions, available)
     assert partition_for(bytearray(key), partitions, available) == DefaultPartitioner()(key, partitions, available)
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 70).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n), min_size=1, max_size=60)))
+def test_many_keys_of_one_length_hash_as_aiokafka_does_one_by_one(keys):
+    # every lane pattern: lengths with and without a tail, all-0xff bytes that carry furthest
+    assert murmur2_many(keys, len(keys[0])) == [aiokafka_murmur2(k) for k in keys]
+
+
+def test_the_lanes_never_carry_into_each_other():
+    worst = [b"\xff" * 39, b"\x00" * 39, b"\xff" * 39, b"\x80" * 39] * 8
+    assert murmur2_many(worst, 39) == [aiokafka_murmur2(k) for k in worst]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=6), st.binary(min_size=36, max_size=36)), max_size=3 * BULK_MIN),
+       st.lists(st.integers(0, 200), min_size=1, max_size=12, unique=True))
+def test_a_topics_keys_go_where_aiokafka_puts_each(keys, partitions):
+    # many keys of one length (hashed together), a few of others (one by one), and no key
+    available = partitions[::2]
+    chosen = partitions_for(keys, partitions, available)
+    assert len(chosen) == len(keys)
+    for key, partition in zip(keys, chosen):
+        if key is None:
+            assert partition in (available or partitions)
+        else:
+            assert partition == DefaultPartitioner()(key, partitions, available)
 
 
 def test_no_key_goes_to_an_available_partition_as_aiokafka_does():
