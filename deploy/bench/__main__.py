@@ -271,6 +271,7 @@ async def phase_replay(run_dir: Path, keyring: Keyring, recs: list[Signed], arri
         sampler.start()
         seconds, out = await replay(stack, recs, "replay", args.timeout)
         cpu = {n: round(measure.cpu_seconds(p) - cpu0[n], 2) for n, p in parts.items()}
+        figures["replay_batches"] = await measure.batch_counts(stack.metrics_urls)
         await sampler.stop()
         at_end = sampler.sample()
         figures.update({

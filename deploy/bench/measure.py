@@ -346,3 +346,35 @@ class Settled:
             if in_a_row < 2:
                 await asyncio.sleep(interval)
         return time.monotonic() - t0
+
+
+# ------------------------------------------------------------------------- batches
+
+def _metric_sum(text: str, name: str) -> float:
+    """The sum of a Prometheus text exposition's samples of `name` (all its labels)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def batch_counts(metrics_urls: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Each instance's committed batches and the events it took, from its /metrics: the
+    average batch is what the per-batch costs (a commit, a publish, a fetch) are spread over."""
+    def scrape(url: str) -> str:
+        from urllib.request import urlopen
+        with urlopen(url, timeout=5) as reply:
+            return reply.read().decode()
+
+    out = {}
+    for name, url in metrics_urls.items():
+        try:
+            text = await asyncio.to_thread(scrape, url)
+        except OSError:
+            continue
+        batches = _metric_sum(text, "oioo_commit_seconds_count")
+        events = _metric_sum(text, "oioo_events_total")
+        out[name] = {"batches": batches, "events": events,
+                     "events_per_batch": round(events / batches, 1) if batches else None}
+    return out

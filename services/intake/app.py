@@ -59,7 +59,7 @@ class Intake(Service):
             self._clock_moved = True
         particulars, document = split_particulars(event, result.document)
         if particulars is not None:
-            ctx.emit(topics.INTAKE_PARTICULARS, particulars.arrival_id, particulars.model_dump_json().encode())
+            ctx.emit(topics.INTAKE_PARTICULARS, event.arrival_id, particulars)
         # Keyed by what the body says it is about: the producer's key may disagree with it.
         ctx.emit(topics.INTAKE_ACCEPTED, subject_of(event),
                  accepted_json(rec.topic, rec.partition, rec.offset, document))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +12,7 @@ from pydantic import ValidationError
 
 from shared.events.base import Event
 from shared.events.inbound import TOPIC_ADAPTERS, ArrivalRecorded
-from shared.events.internal import ArrivalParticulars
+from shared.events.internal import particulars_json
 from shared.limits import FUTURE_TOLERANCE, MAX_DEPTH, MAX_VALUE_BYTES, deeper_than
 from shared.signing import Keyring, verify
 from shared.topics import INBOUND_EVENT_TYPES
@@ -84,7 +83,7 @@ def _parse(raw: bytes) -> tuple[dict, bool] | Rejected:
     # (NaN, infinities, lone surrogates, bytes that are not UTF-8), which the reading below
     # then names. Only integers of 19 digits or more would read otherwise (orjson makes a float
     # of one past 64 bits), so a value with such a run of digits is read below.
-    if _LONG_DIGITS.search(raw) is None:
+    if _LONG_DIGITS not in raw.translate(_DIGITS_ONLY):
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -126,7 +125,10 @@ def _read(raw: bytes) -> tuple[dict, bool] | Rejected:
     return document, non_finite
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Every digit as "0", anything else as a space: a run of 19 digits is then a plain substring
+# (a regular expression took 5 us a value, as long as the rest of the reading).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 # The bytes were decoded as strict UTF-8, which has no surrogates: a lone one can only come
 # from a `\u` escape, so a value without that sequence needs no look.
@@ -158,18 +160,12 @@ def describe(exc: ValidationError) -> str:
 PERSONAL_FIELDS = ("family_name", "given_names", "date_of_birth")
 
 
-def split_particulars(event: Event, document: dict) -> tuple[ArrivalParticulars | None, dict]:
-    """An accepted arrival's particulars (for transfer), and the document without the personal
-    fields (for the house). Other events pass whole."""
+def split_particulars(event: Event, document: dict) -> tuple[bytes | None, dict]:
+    """An accepted arrival's particulars for transfer (an ArrivalParticulars as JSON), and the
+    document without the personal fields (for the house). Other events pass whole."""
     if not isinstance(event, ArrivalRecorded):
         return None, document
-    particulars = ArrivalParticulars(
-        arrival_id=event.arrival_id, occurred_at=event.occurred_at.isoformat(),
-        family_name=event.family_name, given_names=event.given_names,
-        date_of_birth=event.date_of_birth.isoformat() if event.date_of_birth else None,
-        nationality=event.nationality, landed_at=event.landed_at.isoformat(),
-        landing_point=event.landing_point, vessel_ref=event.vessel_ref)
     house = dict(document)  # a copy keeps the order of the fields that stay
     for name in PERSONAL_FIELDS:
         house.pop(name, None)
-    return particulars, house
+    return particulars_json(event), house

@@ -71,6 +71,18 @@ class ArrivalParticulars(Particulars):
     occurred_at: str  # the arrival event's own time: transfer's clock for the retention period
 
 
+def particulars_json(arrival) -> bytes:
+    """`ArrivalParticulars(...).model_dump_json()`'s bytes for an accepted ArrivalRecorded, its
+    fields in the model's order, without building and validating the model per arrival."""
+    born = arrival.date_of_birth
+    return to_json({
+        "family_name": arrival.family_name, "given_names": arrival.given_names,
+        "date_of_birth": born.isoformat() if born else None, "nationality": arrival.nationality,
+        "landed_at": arrival.landed_at.isoformat(), "landing_point": arrival.landing_point,
+        "vessel_ref": arrival.vessel_ref, "arrival_id": arrival.arrival_id,
+        "occurred_at": arrival.occurred_at.isoformat()})
+
+
 class Instruction(BaseModel):
     """matching -> transfer / enforcement: something to tell an outside party.
 

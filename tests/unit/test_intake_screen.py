@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from unittest import mock
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -14,7 +14,7 @@ from services.intake import rules
 from services.intake.rules import CODES, PERSONAL_FIELDS, Accepted, Rejected, screen, split_particulars
 from shared import topics as T
 from shared.events.inbound import ANY_INBOUND, subject_of
-from shared.events.internal import AcceptedEvent
+from shared.events.internal import AcceptedEvent, ArrivalParticulars
 from shared.limits import JSON_SAFE_INT, MAX_DEPTH, MAX_STRING, MAX_VALUE_BYTES
 from shared.signing import Keyring, signed_headers
 from tests.support import factory as f
@@ -351,7 +351,7 @@ def test_the_house_keeps_an_arrival_in_the_order_it_was_sent_less_the_personal_f
     order.shuffle(fields)
     doc = dict(fields)
     particulars, house = split_particulars(ANY_INBOUND.validate_python(f.arrival("A1", f.T0)), doc)
-    assert particulars is not None and particulars.family_name == doc["family_name"]
+    assert particulars is not None and ArrivalParticulars.model_validate_json(particulars).family_name == doc["family_name"]
     assert list(house.items()) == [(k, v) for k, v in fields if k not in PERSONAL_FIELDS]
     assert doc == dict(fields)  # the document itself is left whole
 
@@ -402,3 +402,23 @@ def test_integers_past_64_bits_and_non_finite_numbers_read_as_json_loads_reads_t
     assert rules._parse(b'{"a":1e999}')[1] is True
     assert rules._parse(b'{"a":NaN}')[1] is True
     assert rules._parse(b'{"a":1.5,"b":[1,"\\u00e9"]}') == ({"a": 1.5, "b": [1, "é"]}, False)
+
+
+names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(family=names, given=names, born=st.none() | st.dates(min_value=date(1900, 1, 1), max_value=date(2025, 1, 1)),
+       vessel=names, point=names, landed=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1),
+                                                     timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=2))])))
+def test_an_arrivals_particulars_are_the_bytes_the_model_writes(family, given, born, vessel, point, landed):
+    doc = {**f.arrival("A1", f.T0), "family_name": family, "given_names": given, "vessel_ref": vessel,
+           "landing_point": point, "landed_at": landed.isoformat(), "occurred_at": landed.isoformat(),
+           "date_of_birth": born.isoformat() if born else None}
+    event = ANY_INBOUND.validate_python(doc)
+    particulars, _ = split_particulars(event, doc)
+    assert particulars == ArrivalParticulars(
+        arrival_id=event.arrival_id, occurred_at=event.occurred_at.isoformat(), family_name=event.family_name,
+        given_names=event.given_names, date_of_birth=event.date_of_birth.isoformat() if event.date_of_birth else None,
+        nationality=event.nationality, landed_at=event.landed_at.isoformat(), landing_point=event.landing_point,
+        vessel_ref=event.vessel_ref).model_dump_json().encode()

@@ -56,7 +56,7 @@ class Recorder:
         w = self.wired
         particulars, document = split_particulars(ANY_INBOUND.validate_python(doc), doc)
         if particulars is not None:
-            raw = particulars.model_dump_json().encode()
+            raw = particulars
             self.history.add(Logged(T.INTAKE_PARTICULARS, 0, len(self.history.particulars), doc["arrival_id"], raw))
             self.to_transfer(FakeRecord(raw, topic=T.INTAKE_PARTICULARS))
         screened = ScreenedEvent(source_topic="test", event=document, screening=w.screener.screen(doc))
