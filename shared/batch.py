@@ -10,7 +10,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256
 
@@ -18,7 +18,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from shared.events.base import Event
-from shared.store import Changes, Snapshot
+from shared.store import Changes, Restoring, Snapshot, StoredRecords
 
 JSON_HEADERS = {"content-type": "application/json"}
 TRACEPARENT = "traceparent"
@@ -88,6 +88,12 @@ class Service(ABC):
     def restore(self, snapshot: Snapshot) -> None:
         """Replace the in-memory state with what Redis holds."""
 
+    def restoring(self) -> Restoring:
+        """The state rebuilt from its stored records as they are read (shared/store.Restoring).
+        By default they are gathered and `restore` takes them at once; a service whose state
+        is large rebuilds it chunk by chunk instead."""
+        return _Gathered(self)
+
     @abstractmethod
     def handle(self, record: ConsumerRecord, ctx: BatchContext) -> None:
         """Decide on one input record. Raising dead-letters the record (processing_error)."""
@@ -96,6 +102,20 @@ class Service(ABC):
         """Once per batch decided, after its last record and before the commit: put the records
         only the batch's end state matters for (the service's clock), once instead of per event.
         A batch decided again (after a poison record, from a reloaded state) is finished again."""
+
+
+class _Gathered:
+    """Every chunk kept as Redis gave it, then `restore` of the whole."""
+
+    def __init__(self, service: Service):
+        self._service = service
+        self._records = StoredRecords({})
+
+    def add(self, records: StoredRecords) -> None:
+        self._records.take(records)
+
+    def finish(self, snapshot: Snapshot) -> None:
+        self._service.restore(replace(snapshot, records=self._records))
 
 
 # The relay reads an outbox entry back with json.loads: either encoder's output reads the same.

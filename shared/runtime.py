@@ -56,7 +56,7 @@ from shared.merged_input import MergedInput
 from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options, redis_options
 from shared.settings import Settings
-from shared.store import RecordStore, Snapshot
+from shared.store import RecordStore, Restoring, Snapshot
 
 log = logging.getLogger("oioo.runtime")
 __all__ = ["BatchContext", "Outgoing", "Runner", "Service", "serve"]  # the batch API lives in shared.batch
@@ -291,19 +291,27 @@ class Runner(BatchLoop):
             pass
 
     # ---- state ---------------------------------------------------------------------------
-    def _adopt(self, snap: Snapshot) -> None:
+    def _adopt(self, snap: Snapshot, restoring: Restoring) -> None:
         self.version = snap.version
         self.relay.forget()
         self.seen = dict(snap.seen) if isinstance(snap.seen, dict) else dict.fromkeys(snap.seen, 0.0)
         self.high = max(self.seen.values(), default=0.0)
         self._kept = len(self.seen)
         self.offsets = dict(snap.offsets)
-        self.service.restore(snap)
+        restoring.finish(snap)
         self.loaded = True
 
     async def _reload(self) -> Snapshot:
-        snap = await until_done("redis (load)", self.store.load, self._redis_outage)
-        self._adopt(snap)
+        """The state from Redis, the service's rebuilt from its records chunk by chunk as they
+        are read (a read that starts over starts a new rebuild)."""
+        latest: list[Restoring] = []
+
+        def restoring() -> Restoring:
+            latest[:] = [self.service.restoring()]
+            return latest[0]
+
+        snap = await until_done("redis (load)", lambda: self.store.load(restoring), self._redis_outage)
+        self._adopt(snap, latest[0])
         return snap
 
     async def _recover_unless_current(self) -> None:

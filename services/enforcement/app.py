@@ -10,13 +10,14 @@ whose arrival is not indexed yet; "meta" -> {"now": ...}.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 
 from aiokafka import ConsumerRecord
 from pydantic_core import to_json
 
 from services.enforcement import rules
-from services.enforcement.index import BiometricIndex
+from services.enforcement.index import Rebuild
 from shared import topics
 from shared.events.in_house import read_accepted
 from shared.events.inbound import subject_of
@@ -30,6 +31,7 @@ from shared.store import Snapshot
 log = logging.getLogger("oioo.enforcement")
 PRODUCER = "oioo-enforcement"
 RECORD_BAN = "RecordBan"
+PENDING_BAN = "pending-ban:"
 
 
 class Enforcement(Service):
@@ -42,15 +44,13 @@ class Enforcement(Service):
         self.restore(Snapshot(0, {}, set(), {}, {}))
 
     def restore(self, snapshot: Snapshot) -> None:
-        records = snapshot.records
-        self.index = BiometricIndex.from_records(records)
-        self.pending: dict[str, list[Instruction]] = {
-            k.removeprefix("pending-ban:"): [Instruction.model_validate(i) for i in v["instructions"]]
-            for k, v in records.items() if k.startswith("pending-ban:")
-        }
-        now = records.get("meta", {}).get("now")
-        self.now: datetime | None = datetime.fromisoformat(now) if now else None
-        self._clock_moved = False  # since the last batch finished: "meta" is put once, by finish
+        rebuilt = self.restoring()
+        rebuilt.add(snapshot.records)
+        rebuilt.finish(snapshot)
+
+    def restoring(self) -> "Restore":
+        """Chunk by chunk as Redis gives the records: the index is most of a restart's memory."""
+        return Restore(self)
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         if rec.topic == topics.INTAKE_ACCEPTED:
@@ -111,7 +111,7 @@ class Enforcement(Service):
             log.warning("ban for arrival %s waits until the arrival is indexed", order.arrival_id)
             waiting = self.pending.setdefault(order.arrival_id, [])
             waiting.append(instruction)
-            ctx.changes.put(f"pending-ban:{order.arrival_id}",
+            ctx.changes.put(PENDING_BAN + order.arrival_id,
                             {"instructions": [i.model_dump() for i in waiting]})
             return
         self._ban(order, ctx)
@@ -120,7 +120,7 @@ class Enforcement(Service):
         waiting = self.pending.pop(arrival_id, None)
         if waiting is None:
             return
-        ctx.changes.delete(f"pending-ban:{arrival_id}")
+        ctx.changes.delete(PENDING_BAN + arrival_id)
         for instruction in waiting:
             self._ban(rules.ban_order(instruction), ctx)
 
@@ -155,6 +155,34 @@ class Enforcement(Service):
         if self._clock_moved:
             ctx.changes.put("meta", {"now": self.now.isoformat()})
             self._clock_moved = False
+
+
+class Restore:
+    """Enforcement's state from its stored records, a chunk at a time (shared/store.Restoring),
+    each record decoded once."""
+
+    def __init__(self, service: Enforcement):
+        self._service = service
+        self._index = Rebuild()
+        self._pending: dict[str, list[Instruction]] = {}
+        self._now: datetime | None = None
+
+    def add(self, records: Mapping[str, dict]) -> None:
+        self._index.add(records)
+        for key in records:
+            if key.startswith(PENDING_BAN):
+                self._pending[key[len(PENDING_BAN):]] = [Instruction.model_validate(i)
+                                                         for i in records[key]["instructions"]]
+            elif key == "meta":
+                now = records[key].get("now")
+                self._now = datetime.fromisoformat(now) if now else None
+
+    def finish(self, snapshot: Snapshot) -> None:
+        service = self._service
+        service.index = self._index.done()
+        service.pending = self._pending
+        service.now = self._now
+        service._clock_moved = False  # since the last batch finished: "meta" is put once, by finish
 
 
 _NOT_FORWARDED = frozenset({"biometric_id"})  # matching needs the ids, never the biometric: it stays here

@@ -9,6 +9,7 @@ a restore builds from the stored records is the same compact form as what a repl
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from services.enforcement.rules import NOBODY, Person
 
@@ -55,36 +56,83 @@ class BiometricIndex:
         self._arrivals[arrival_id] = biometric
 
     @classmethod
-    def from_records(cls, records: dict[str, dict]) -> "BiometricIndex":
-        """The index from the stored "person:" and "arrival:" records.
+    def from_records(cls, records: Mapping[str, dict]) -> "BiometricIndex":
+        """The index from the stored "person:" and "arrival:" records, all at once."""
+        rebuilt = Rebuild()
+        rebuilt.add(records)
+        return rebuilt.done()
 
-        Every string kept is a new one, none of the snapshot's: the snapshot is dropped once
-        restored, and a string of it kept alive would keep its whole block of memory alive."""
-        index = cls()
-        by_key = {k: bytes.fromhex(r["biometric_id"]) for k, r in records.items() if k.startswith(PERSON)}
-        kept: dict[str, str] = {}  # arrival id -> the one string the index holds for it
+
+class Rebuild:
+    """The index from the stored "person:" and "arrival:" records, handed over in chunks and in
+    any order (a record twice is the same record twice): a restart never holds the stored
+    records beside the index built from them.
+
+    An arrival record names its person by key (person:<sha256 of the biometric>): one whose
+    person is not read yet waits for it. Every string kept is a new one, none of the stored
+    records': they are dropped once read, and a string of theirs kept alive would keep its
+    whole block of memory alive. An arrival id is one string, wherever the index holds it."""
+
+    def __init__(self) -> None:
+        self.index = BiometricIndex()
+        self._biometrics: dict[bytes | str, bytes] = {}  # a person key's digest -> the biometric
+        self._ids: dict[str, str] = {}  # arrival id -> the one string the index holds for it
+        self._waiting: list[tuple[str, bytes | str]] = []  # (arrival id, person) read before the person
+
+    def add(self, records: Mapping[str, dict]) -> None:
+        for key in records:
+            if key.startswith(PERSON):
+                person = records[key]
+                biometric = bytes.fromhex(person["biometric_id"])
+                self._biometrics[_digest(key)] = biometric
+                self.index.put(biometric, self._anew(Person.from_record(person)))
+            elif key.startswith(ARRIVAL):
+                arrival_id = self._id(key[len(ARRIVAL):])
+                owner = _digest(records[key]["person"])
+                biometric = self._biometrics.get(owner)
+                if biometric is None:
+                    self._waiting.append((arrival_id, owner))
+                else:
+                    self.index.add_arrival(arrival_id, biometric)
+
+    def done(self) -> BiometricIndex:
         missing = 0
-        for key, record in records.items():
-            if key.startswith(ARRIVAL):
-                biometric = by_key.get(record["person"])
-                if biometric is None:  # never written so: a person and its arrival go in one commit
-                    missing += 1
-                    continue
-                arrival_id = key[len(ARRIVAL):]
-                kept[arrival_id] = arrival_id
-                index.add_arrival(arrival_id, biometric)
+        for arrival_id, owner in self._waiting:
+            biometric = self._biometrics.get(owner)
+            if biometric is None:  # never written so: a person and its arrival go in one commit
+                missing += 1
+            else:
+                self.index.add_arrival(arrival_id, biometric)
         if missing:
             log.warning("%d stored arrival(s) name no stored person; left out of the index", missing)
-        for key, biometric in by_key.items():
-            index.put(biometric, _anew(Person.from_record(records[key]), kept))
-        return index
+        self._biometrics, self._ids, self._waiting = {}, {}, []
+        return self.index
+
+    def _id(self, arrival_id: str) -> str:
+        held = self._ids.get(arrival_id)
+        if held is None:
+            held = _new(arrival_id)
+            self._ids[held] = held
+        return held
+
+    def _anew(self, person: Person) -> Person:
+        """The same person holding none of the stored record's strings."""
+        arrivals, applications, reports, banned, ban_instruction = person
+        return Person(tuple(map(self._id, arrivals)), tuple(map(_new, applications)),
+                      tuple(map(_new, reports)), _new(banned), _new(ban_instruction))
 
 
-def _anew(person: Person, kept: dict[str, str]) -> Person:
-    """The same person holding none of the snapshot's strings (its arrival ids: the index's own)."""
-    arrivals, applications, reports, banned, ban_instruction = person
-    return Person(tuple(kept.get(i) or _new(i) for i in arrivals), tuple(map(_new, applications)),
-                  tuple(map(_new, reports)), _new(banned), _new(ban_instruction))
+def _digest(person_key: str) -> bytes | str:
+    """A person key as its 32 bytes of digest (half the memory of its text), or as it is when
+    it is not one (the person is found the same way from its arrivals)."""
+    if person_key.startswith(PERSON):
+        try:
+            digest = bytes.fromhex(person_key[len(PERSON):])
+        except ValueError:
+            return person_key
+        if len(digest) == 32:
+            return digest
+    return person_key
 
 
 def _new(text: str | None) -> str | None:

@@ -8,12 +8,15 @@ application, the balance's week), never from its position in the output.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 
 from aiokafka import ConsumerRecord
 
 from services.matching import events as de, wire
 from services.matching.exchange import Exchange
+from services.matching.loading import Loading
+from services.matching.repository import Repository
 from services.matching.week import Week
 from shared import topics
 from shared.events.in_house import read_screened
@@ -61,6 +64,10 @@ class Matching(Service):
 
     def restore(self, snapshot: Snapshot) -> None:
         self.exchange.load(snapshot.records, getattr(snapshot, "quota", None))
+
+    def restoring(self) -> "Restore":
+        """Chunk by chunk as Redis gives the records: a restart never holds them all at once."""
+        return Restore(self.exchange)
 
     def handle(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
         # An unreadable record raises: the runtime dead-letters it (processing_error).
@@ -118,6 +125,21 @@ class Matching(Service):
                 cap=ex.repo.week(week).cap_or(self.settings.default_cap),
                 check=delta.formed or bool(prior and prior.check))
         ex.quota.clear()
+
+
+class Restore:
+    """Matching's state from its stored records, a chunk at a time (shared/store.Restoring): a
+    new repository, which the exchange takes once every record is in."""
+
+    def __init__(self, exchange: Exchange):
+        self._exchange = exchange
+        self._loading = Loading(Repository())
+
+    def add(self, records: Mapping[str, dict]) -> None:
+        self._loading.add(records)
+
+    def finish(self, snapshot: Snapshot) -> None:
+        self._exchange.adopt(self._loading.finish(snapshot.quota))
 
 
 def build(settings: Settings | None = None) -> Runner:

@@ -9,6 +9,7 @@ event's own time).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -59,9 +60,16 @@ class Exchange:
         self._weeks: set[str] = set()
 
     # ---- loading -------------------------------------------------------------------------
-    def load(self, records: dict[str, dict], quota: dict[str, dict[str, int]] | None = None) -> None:
+    def load(self, records: Mapping[str, dict], quota: dict[str, dict[str, int]] | None = None) -> None:
+        repo = Repository()
+        repo.load(records, quota)
+        self.adopt(repo)
+
+    def adopt(self, repo: Repository) -> None:
+        """Take a loaded repository (services/matching/loading.py): the queues and the schedule
+        are rebuilt from it."""
         self.__init__(self.settings)
-        self.repo.load(records, quota)
+        self.repo = repo
         for case in list(self.repo.cases.values()):
             self.case_changed(case, touch=False)
         for seat in list(self.repo.seats.values()):

@@ -11,7 +11,8 @@ later event about them needs stays (a re-entrant flag, a final status).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any
 
 from services.matching.case import Case
 from services.matching.ledger import Ledger
@@ -42,45 +43,14 @@ class Repository:
         self._final: dict[str, dict] = {}  # last records of pairs that left memory this batch
 
     # ---- loading -------------------------------------------------------------------------
-    def load(self, records: dict[str, dict], quota: dict[str, dict[str, int]] | None = None) -> None:
+    def load(self, records: Mapping[str, dict], quota: dict[str, dict[str, int]] | None = None) -> None:
+        """All the stored records at once (a restart hands them over chunk by chunk: Loading)."""
+        from services.matching.loading import Loading  # it builds a Repository
+
         self.__init__()
-        readers: dict[str, Callable[[str, dict], None]] = {
-            "meta": lambda _, d: setattr(self, "ledger", Ledger.from_dict(d)),
-            "case": lambda i, d: self._load_case(Case.from_dict(d)),
-            "seat": lambda i, d: self._load_seat(Seat.from_dict(d)),
-            "pair": lambda i, d: self._load_pair(Pair.from_dict(d)),
-            "week": lambda i, d: self.weeks.__setitem__(i, Week.from_dict(d)),
-            "pending": lambda i, d: self.pending.__setitem__(i, [_pending_item(x) for x in d["events"]]),
-        }
-        for key in sorted(records):
-            kind, _, ident = key.partition(":")
-            reader = readers.get(kind)
-            if reader is None:
-                raise UnreadableRecord(f"unknown record kind {kind!r}")
-            try:
-                reader(ident, records[key])
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise UnreadableRecord(f"{kind} record: {exc.__class__.__name__}") from None
-        for seat in self.seats.values():
-            self.join_family(seat)
-        for name, counters in (quota or {}).items():
-            # Redis's quota counters are the authority for the cap
-            if "live" in counters:
-                self.week(name).live_pairs = int(counters["live"])
-
-    def _load_case(self, case: Case) -> None:
-        self.cases[case.arrival_id] = case
-        self.retire_case(case, loading=True)
-
-    def _load_seat(self, seat: Seat) -> None:
-        self.seats[seat.application_id] = seat
-        self.retire_seat(seat, loading=True)
-
-    def _load_pair(self, pair: Pair) -> None:
-        if pair.over:
-            self.ended[pair.request_id] = pair.ignore_reason() or "request_over"
-        else:
-            self.pairs[pair.request_id] = pair
+        loading = Loading(self)
+        loading.add(records)
+        loading.finish(quota)
 
     # ---- reading and writing ---------------------------------------------------------------
     def week(self, name: str) -> Week:
@@ -116,30 +86,35 @@ class Repository:
             self._leave(f"pair:{pair.request_id}", pair)
             self.ended[pair.request_id] = pair.ignore_reason() or "request_over"
 
-    def retire_case(self, case: Case, loading: bool = False) -> None:
+    def retire_case(self, case: Case) -> None:
+        if case.arrival_id in self.cases and self.keep_what_stays_of_case(case):
+            del self.cases[case.arrival_id]
+            self._leave(f"case:{case.arrival_id}", case)
+
+    def keep_what_stays_of_case(self, case: Case) -> bool:
         """A returned case leaves its return (for a later re-entry); a closed one, unless another
         arrival of the same person is linked to it (a late return of that one may still make
-        it a re-entry), leaves whether it was a re-entrant."""
-        if case.arrival_id not in self.cases:
-            return
+        it a re-entry), leaves whether it was a re-entrant. False: the case stays in memory."""
         if case.status == "returned" and case.executed_request_id and case.executed_at:
             self.returned[case.arrival_id] = (case.executed_request_id, case.executed_at)
         elif case.status == "closed" and not case.same_person:
             self.closed_cases[case.arrival_id] = case.reentrant
         else:
-            return
-        del self.cases[case.arrival_id]
-        if not loading:
-            self._leave(f"case:{case.arrival_id}", case)
+            return False
+        return True
 
-    def retire_seat(self, seat: Seat, loading: bool = False) -> None:
-        """A single applicant's seat that is over (refused, withdrawn, arrived) leaves its status."""
-        if seat.status in ("refused", "withdrawn", "arrived") and not seat.family_group_ref \
-                and seat.application_id in self.seats:
+    def retire_seat(self, seat: Seat) -> None:
+        if seat.application_id in self.seats and self.keep_what_stays_of_seat(seat):
             del self.seats[seat.application_id]
+            self._leave(f"seat:{seat.application_id}", seat)
+
+    def keep_what_stays_of_seat(self, seat: Seat) -> bool:
+        """A single applicant's seat that is over (refused, withdrawn, arrived) leaves its status.
+        False: the seat stays in memory."""
+        if seat.status in ("refused", "withdrawn", "arrived") and not seat.family_group_ref:
             self.closed_seats[seat.application_id] = seat.status
-            if not loading:
-                self._leave(f"seat:{seat.application_id}", seat)
+            return True
+        return False
 
     def _leave(self, key: str, obj: Any) -> None:
         self._final[key] = obj.to_dict()
@@ -182,7 +157,3 @@ class Repository:
                 | {f"pair:{r}" for r in self.pairs} | {f"week:{w}" for w in self.weeks}
                 | {f"pending:{k}" for k in self.pending})
 
-
-def _pending_item(item: dict) -> dict:
-    # older records kept the bare event for casework; now every entry is {event, screening}
-    return item if "event" in item else {"event": item, "screening": {}}

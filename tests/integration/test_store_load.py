@@ -199,3 +199,45 @@ async def test_a_state_that_never_stops_moving_is_refused_as_stale(redis):
     with pytest.raises(StaleState) as stale:
         await store.load()
     assert stale.value.current == 1 + proxy.hscans
+
+
+class _Taking:
+    """A service's rebuild as the store sees it: what it was handed, chunk by chunk."""
+
+    started: list["_Taking"] = []
+
+    def __init__(self):
+        self.chunks: list[dict] = []
+        _Taking.started.append(self)
+
+    def add(self, records) -> None:
+        assert isinstance(records, StoredRecords)
+        self.chunks.append({k: records[k] for k in records})
+
+    def finish(self, snapshot) -> None:
+        raise AssertionError("the runner finishes it, not the store")
+
+
+async def test_a_restore_is_handed_the_records_chunk_by_chunk_and_the_snapshot_holds_none(redis):
+    writer, _ = await _many_chunks(redis)
+    store = RecordStore(redis, "matching", load_chunk=100)
+    _Taking.started = []
+    snap = await store.load(_Taking)
+    [taking] = _Taking.started
+    assert len(snap.records) == 0 and snap.version == 1
+    assert len(taking.chunks) > 5 and all(len(c) < 1000 for c in taking.chunks)
+    handed = {k: v for chunk in taking.chunks for k, v in chunk.items()}
+    assert handed == {f"case:{i:05d}": {"i": i} for i in range(1000)}
+    assert snap.seen == (await store.load()).seen and snap.offsets == (await store.load()).offsets
+
+
+async def test_a_version_that_moves_while_restoring_starts_a_new_restore(redis):
+    writer, lease = await _many_chunks(redis)
+    proxy = _CommitsBetweenChunks(redis, writer, lease, moves=1)
+    store = RecordStore(proxy, "matching", load_chunk=100)
+    _Taking.started = []
+    snap = await store.load(_Taking)
+    first, second = _Taking.started  # the first read saw the state move: a new rebuild read it again
+    assert snap.version == 2
+    handed = {k: v for chunk in second.chunks for k, v in chunk.items()}
+    assert "case:moved-1" in handed and "case:00000" not in handed and len(handed) == 1000

@@ -7,6 +7,7 @@ to Redis, so a test can restore a fresh service from them at any step.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 
 from services.matching.app import Matching
@@ -17,6 +18,7 @@ from shared.events.internal import ScreenedEvent, Screening
 from shared.runtime import BatchContext
 from shared.settings import Settings
 from shared.store import Snapshot
+from tests.support.chunks import restore_in_chunks
 
 
 class Screener:
@@ -139,7 +141,12 @@ class Wired:
         self.seen.update(ctx.changes.seen)
         return [(o.topic, o.key, o.value) for o in ctx.out]
 
-    def restart(self) -> None:
+    def restart(self, rnd: random.Random | None = None) -> None:
+        """From the stored records: all at once, or with `rnd` in chunks in any order, as a restart loads them."""
         self.service = Matching(self.settings)
-        self.service.restore(Snapshot(version=1, records=json.loads(json.dumps(self.records)), seen=set(self.seen),
-                                      offsets={}, quota={w: dict(c) for w, c in self.quota.items()}))
+        snapshot = Snapshot(version=1, records=json.loads(json.dumps(self.records)), seen=set(self.seen),
+                            offsets={}, quota={w: dict(c) for w, c in self.quota.items()})
+        if rnd is None:
+            self.service.restore(snapshot)
+        else:
+            restore_in_chunks(self.service.restoring(), snapshot, rnd)

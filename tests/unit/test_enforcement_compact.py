@@ -2,6 +2,7 @@
 (restored or replayed), and the screened event written without building its model."""
 from __future__ import annotations
 
+import random
 import uuid
 
 from hypothesis import given, settings, strategies as st
@@ -10,6 +11,7 @@ from services.enforcement.app import Enforcement, screened_json
 from services.enforcement.index import BiometricIndex
 from services.enforcement.rules import NOBODY, Person, Screening
 from shared.events.internal import ScreenedEvent, Screening as ScreeningModel
+from tests.support.chunks import restore_in_chunks
 from tests.unit.test_enforcement import ALICE, BOB, Harness, arrival, encounter, record_ban, vetted
 
 ids = st.lists(st.text(min_size=1, max_size=12), max_size=3, unique=True).map(tuple)
@@ -115,3 +117,22 @@ def test_a_restore_at_any_step_gives_the_replayed_index(steps):
         restored.restore(h.snapshot())
         assert restored.index == h.service.index
         assert restored.pending.keys() == h.service.pending.keys()
+        # and in chunks in any order, some records twice, as a restart's load hands them over
+        chunked = Enforcement()
+        restore_in_chunks(chunked.restoring(), h.snapshot(), random.Random(minute))
+        assert chunked.index == h.service.index
+        assert chunked.pending == h.service.pending and chunked.now == h.service.now
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_a_restore_in_chunks_holds_none_of_the_records_strings_and_one_string_per_arrival(rnd):
+    h = _history()
+    snapshot = h.snapshot()
+    restored = Enforcement()
+    restore_in_chunks(restored.restoring(), snapshot, rnd)
+    assert restored.index == h.service.index
+    assert not {id(s) for s in _strings(restored.index)} & {id(s) for s in _strings(snapshot.records)}
+    persons, arrivals = restored.index._persons, restored.index._arrivals
+    [arr4] = [k for k in arrivals if k == "ARR-4"]
+    assert persons[bytes.fromhex("d4" * 32)] is arr4
