@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 UTC = timezone.utc
 TARGETS = {"replay_rate": ">= 5000", "replay_ratio": ">= 0.25", "p99_decision_ms": "<= 50",
            "pairing_rate": ">= 2000", "quota_ratio": ">= 0.5", "peak_rss_mb": "<= 150 each"}
-Signed = tuple[str, str, bytes, dict[str, str]]
+Signed = tuple[str, str, bytes, list[tuple[str, bytes]]]  # topic, key, value, the record's headers
 
 
 def save(figures: dict, path: Path) -> Path:
@@ -62,12 +62,14 @@ def save(figures: dict, path: Path) -> Path:
 
 
 def signed(keyring: Keyring, records: list[workload.Record]) -> list[Signed]:
-    """Signed before the clock starts: the terminals sign, not the bench's timing."""
+    """Signed, and the headers made, before the clock starts: the terminals do that, not the house."""
     keys = {}
     out = []
     for topic, key, value in records:
         k = keys.get(topic) or keys.setdefault(topic, keyring.key_for_topic(topic))
-        out.append((topic, key, value, signed_headers(k, value)))
+        headers = [("content-type", b"application/json")]
+        headers += [(name, text.encode()) for name, text in signed_headers(k, value).items()]
+        out.append((topic, key, value, headers))
     return out
 
 
@@ -88,8 +90,7 @@ class Publisher:
 
     async def send(self, rec: Signed) -> asyncio.Future:
         topic, key, value, headers = rec
-        hdrs = [("content-type", b"application/json")] + [(k, v.encode()) for k, v in headers.items()]
-        return await self.producer.send(topic, value, key=key.encode(), headers=hdrs)
+        return await self.producer.send(topic, value, key=key.encode(), headers=headers)
 
     async def send_all(self, recs: list[Signed], chunk: int = 4000) -> None:
         """Everything, in order within each partition, as the terminals would send it, but in
@@ -104,8 +105,7 @@ class Publisher:
             for topic, group in by_topic.items():
                 keys = [key.encode() for _, key, _, _ in group]
                 for (_, _, value, headers), key, partition in zip(group, keys, await self._partitions(topic, keys)):
-                    hdrs = [("content-type", b"application/json")] + [(k, v.encode()) for k, v in headers.items()]
-                    by_partition.setdefault((topic, partition), []).append((key, value, hdrs))
+                    by_partition.setdefault((topic, partition), []).append((key, value, headers))
             await asyncio.gather(*await send_in_batches(self.producer, by_partition))
 
     async def _partitions(self, topic: str, keys: list[bytes]) -> list[int]:

@@ -58,7 +58,7 @@ async def test_the_bench_publisher_puts_each_record_where_a_plain_send_would(inf
     from deploy.bench.__main__ import Publisher
     from shared import topics as T
 
-    recs = [(T.BORDER_ARRIVALS, f"A{i:05d}", f'{{"n":{i}}}'.encode(), {"x-sig": f"s{i}"}) for i in range(900)]
+    recs = [(T.BORDER_ARRIVALS, f"A{i:05d}", f'{{"n":{i}}}'.encode(), [("x-sig", f"s{i}".encode())]) for i in range(900)]
     async with Publisher(infra.bootstrap) as pub:
         await pub.send_all(recs, chunk=250)
         expected = {key: pub.producer._partition(topic, None, None, None, key.encode(), None)

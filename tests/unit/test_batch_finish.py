@@ -216,6 +216,6 @@ def test_intake_finished_per_batch_commits_what_it_did_per_event(rnd: random.Ran
     inbound = inbound[:400]
     rnd.shuffle(inbound)  # out of time order: the clock moves on some events, not on others
     records = [ConsumerRecord(topic, 0, i, 0, 0, key.encode() if key else None, value, None, 0, len(value),
-                              [(k, v.encode() if isinstance(v, str) else v) for k, v in headers.items()])
+                              headers)
                for i, (topic, key, value, headers) in enumerate(signed(keyring, inbound))]
     both_ways(lambda: Intake(keyring), records, cuts)
