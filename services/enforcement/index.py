@@ -9,6 +9,7 @@ a restore builds from the stored records is the same compact form as what a repl
 from __future__ import annotations
 
 import logging
+from hashlib import sha256
 from collections.abc import Mapping
 
 from services.enforcement.rules import NOBODY, Person
@@ -55,6 +56,19 @@ class BiometricIndex:
     def add_arrival(self, arrival_id: str, biometric: bytes) -> None:
         self._arrivals[arrival_id] = biometric
 
+    def __contains__(self, biometric: bytes) -> bool:
+        return biometric in self._persons
+
+    def claim(self, arrival_id: str, biometric: bytes) -> None:
+        """The arrival's owner, unless it has one already."""
+        self._arrivals.setdefault(arrival_id, biometric)
+
+    def forget_arrival(self, arrival_id: str) -> None:
+        self._arrivals.pop(arrival_id, None)
+
+    def biometrics(self):
+        return iter(self._persons)
+
     @classmethod
     def from_records(cls, records: Mapping[str, dict]) -> "BiometricIndex":
         """The index from the stored "person:" and "arrival:" records, all at once."""
@@ -66,65 +80,88 @@ class BiometricIndex:
 class Rebuild:
     """The index from the stored "person:" and "arrival:" records, handed over in chunks and in
     any order (a record twice is the same record twice): a restart never holds the stored
-    records beside the index built from them.
+    records beside the index built from them, nor a map of every person.
 
-    An arrival record names its person by key (person:<sha256 of the biometric>): one whose
-    person is not read yet waits for it. Every string kept is a new one, none of the stored
-    records': they are dropped once read, and a string of theirs kept alive would keep its
-    whole block of memory alive. An arrival id is one string, wherever the index holds it."""
+    A person's record lists its arrivals, and each arrival is claimed by the first person read
+    that lists it. An arrival's own record names its owner by key (person:<sha256 of the
+    biometric's text>) and decides: a claim it confirms costs nothing more; one it cannot
+    confirm yet (its person not read) is checked once everything is in, and the few it
+    contradicts (an arrival recorded again under another biometric) are settled then. Every
+    string kept is a new one, none of the stored records': they are dropped once read, and a
+    string of theirs kept alive would keep its whole block of memory alive."""
 
     def __init__(self) -> None:
         self.index = BiometricIndex()
-        self._biometrics: dict[bytes | str, bytes] = {}  # a person key's digest -> the biometric
-        self._ids: dict[str, str] = {}  # arrival id -> the one string the index holds for it
-        self._waiting: list[tuple[str, bytes | str]] = []  # (arrival id, person) read before the person
+        self._odd: dict[bytes | str, bytes] = {}  # person keys that are not their biometric's digest
+        self._later: list[str] = []  # arrivals whose owner was not confirmed when read...
+        self._owners = bytearray()  # ...and the digest of the owner each names, 32 bytes each
+        self._later_odd: list[tuple[str, bytes | str]] = []  # the same, naming an odd key
 
     def add(self, records: Mapping[str, dict]) -> None:
+        index = self.index
         for key in records:
             if key.startswith(PERSON):
-                person = records[key]
-                biometric = bytes.fromhex(person["biometric_id"])
-                self._biometrics[_digest(key)] = biometric
-                self.index.put(biometric, self._anew(Person.from_record(person)))
+                record = records[key]
+                biometric = bytes.fromhex(record["biometric_id"])
+                if biometric in index:
+                    continue  # its record again (HSCAN): the strings already held stay the ones held
+                person = _anew(Person.from_record(record))
+                index.put(biometric, person)
+                for arrival_id in person.arrival_ids:
+                    index.claim(arrival_id, biometric)
+                owner = _digest(key)
+                if owner != _digest_of(biometric):
+                    self._odd[owner] = biometric
             elif key.startswith(ARRIVAL):
-                arrival_id = self._id(key[len(ARRIVAL):])
+                arrival_id = key[len(ARRIVAL):]
                 owner = _digest(records[key]["person"])
-                biometric = self._biometrics.get(owner)
-                if biometric is None:
-                    self._waiting.append((arrival_id, owner))
+                held = index.owner(arrival_id)
+                if held is not None and _digest_of(held) == owner:
+                    continue
+                if type(owner) is bytes:
+                    self._later.append(_new(arrival_id))
+                    self._owners += owner
                 else:
-                    self.index.add_arrival(arrival_id, biometric)
+                    self._later_odd.append((_new(arrival_id), owner))
 
     def done(self) -> BiometricIndex:
-        missing = 0
-        for arrival_id, owner in self._waiting:
-            biometric = self._biometrics.get(owner)
-            if biometric is None:  # never written so: a person and its arrival go in one commit
-                missing += 1
-            else:
-                self.index.add_arrival(arrival_id, biometric)
-        if missing:
-            log.warning("%d stored arrival(s) name no stored person; left out of the index", missing)
-        self._biometrics, self._ids, self._waiting = {}, {}, []
-        return self.index
+        index = self.index
+        contradicted = list(self._later_odd)
+        for n, arrival_id in enumerate(self._later):
+            owner = bytes(self._owners[32 * n:32 * n + 32])
+            held = index.owner(arrival_id)
+            if held is None or _digest_of(held) != owner:
+                contradicted.append((arrival_id, owner))
+        if contradicted:
+            by_owner = dict(self._odd)
+            wanted = {owner for _, owner in contradicted} - by_owner.keys()
+            if wanted:
+                for biometric in index.biometrics():
+                    if (digest := _digest_of(biometric)) in wanted:
+                        by_owner[digest] = biometric
+            missing = 0
+            for arrival_id, owner in contradicted:
+                biometric = by_owner.get(owner)
+                if biometric is None:  # never written so: a person and its arrival go in one commit
+                    missing += 1
+                    index.forget_arrival(arrival_id)
+                else:
+                    index.add_arrival(arrival_id, biometric)
+            if missing:
+                log.warning("%d stored arrival(s) name no stored person; left out of the index", missing)
+        self._odd, self._later, self._owners, self._later_odd = {}, [], bytearray(), []
+        return index
 
-    def _id(self, arrival_id: str) -> str:
-        held = self._ids.get(arrival_id)
-        if held is None:
-            held = _new(arrival_id)
-            self._ids[held] = held
-        return held
 
-    def _anew(self, person: Person) -> Person:
-        """The same person holding none of the stored record's strings."""
-        arrivals, applications, reports, banned, ban_instruction = person
-        return Person(tuple(map(self._id, arrivals)), tuple(map(_new, applications)),
-                      tuple(map(_new, reports)), _new(banned), _new(ban_instruction))
+def _anew(person: Person) -> Person:
+    """The same person holding none of the stored record's strings."""
+    arrivals, applications, reports, banned, ban_instruction = person
+    return Person(tuple(map(_new, arrivals)), tuple(map(_new, applications)), tuple(map(_new, reports)),
+                  _new(banned), _new(ban_instruction))
 
 
 def _digest(person_key: str) -> bytes | str:
-    """A person key as its 32 bytes of digest (half the memory of its text), or as it is when
-    it is not one (the person is found the same way from its arrivals)."""
+    """A person key as its 32 bytes of digest, or as it is when it is not one."""
     if person_key.startswith(PERSON):
         try:
             digest = bytes.fromhex(person_key[len(PERSON):])
@@ -133,6 +170,11 @@ def _digest(person_key: str) -> bytes | str:
         if len(digest) == 32:
             return digest
     return person_key
+
+
+def _digest_of(biometric: bytes) -> bytes:
+    """The digest a person's key names (rules.person_key: of the biometric's lowercase text)."""
+    return sha256(biometric.hex().encode("ascii")).digest()
 
 
 def _new(text: str | None) -> str | None:

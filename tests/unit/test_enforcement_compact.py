@@ -9,8 +9,9 @@ from hypothesis import given, settings, strategies as st
 
 from services.enforcement.app import Enforcement, screened_json
 from services.enforcement.index import BiometricIndex
-from services.enforcement.rules import NOBODY, Person, Screening
+from services.enforcement.rules import NOBODY, Person, Screening, person_key
 from shared.events.internal import ScreenedEvent, Screening as ScreeningModel
+from shared.store import Snapshot
 from tests.support.chunks import restore_in_chunks
 from tests.unit.test_enforcement import ALICE, BOB, Harness, arrival, encounter, record_ban, vetted
 
@@ -136,3 +137,28 @@ def test_a_restore_in_chunks_holds_none_of_the_records_strings_and_one_string_pe
     persons, arrivals = restored.index._persons, restored.index._arrivals
     [arr4] = [k for k in arrivals if k == "ARR-4"]
     assert persons[bytes.fromhex("d4" * 32)] is arr4
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_stored_records_that_disagree_rebuild_as_the_arrival_records_say(rnd):
+    """An arrival record decides its owner over every person that lists it; one naming no
+    stored person leaves its arrival out; a person stored under a key that is not its
+    biometric's digest is still found by its arrivals."""
+    alice, bob, odd = bytes.fromhex(ALICE), bytes.fromhex(BOB), bytes.fromhex("e5" * 32)
+    records = {
+        person_key(ALICE): Person(("ARR-1", "ARR-2")).to_record(ALICE),
+        person_key(BOB): Person(("ARR-2", "ARR-3")).to_record(BOB),  # ARR-2 recorded again under Bob
+        "person:not-a-digest": Person(("ARR-5",)).to_record("e5" * 32),
+        "arrival:ARR-1": {"person": person_key(ALICE)},
+        "arrival:ARR-2": {"person": person_key(ALICE)},  # Alice's, whoever is read first
+        "arrival:ARR-3": {"person": person_key("f6" * 32)},  # nobody stored: left out
+        "arrival:ARR-4": {"person": person_key(BOB)},  # listed by nobody: Bob's, as its record says
+        "arrival:ARR-5": {"person": "person:not-a-digest"},
+    }
+    restored = Enforcement()
+    restore_in_chunks(restored.restoring(), Snapshot(1, records, set(), {}, {}), rnd)
+    index = restored.index
+    assert (index.owner("ARR-1"), index.owner("ARR-2"), index.owner("ARR-3"), index.owner("ARR-4"),
+            index.owner("ARR-5")) == (alice, alice, None, bob, odd)
+    assert index.person(bob).arrival_ids == ("ARR-2", "ARR-3")
