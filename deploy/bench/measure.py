@@ -360,7 +360,8 @@ def _metric_sum(text: str, name: str) -> float:
 
 
 async def batch_counts(metrics_urls: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Each instance's committed batches and the events it took, from its /metrics: the
+    """Each instance's committed batches and the events it took for the first time (its
+    duplicate filter's count: transfer's particulars are not in it), from its /metrics: the
     average batch is what the per-batch costs (a commit, a publish, a fetch) are spread over."""
     def scrape(url: str) -> str:
         from urllib.request import urlopen
@@ -375,6 +376,6 @@ async def batch_counts(metrics_urls: dict[str, str]) -> dict[str, dict[str, floa
             continue
         batches = _metric_sum(text, "oioo_commit_seconds_count")
         events = _metric_sum(text, "oioo_events_total")
-        out[name] = {"batches": batches, "events": events,
-                     "events_per_batch": round(events / batches, 1) if batches else None}
+        out[name] = {"batches": batches, "first_time_events": events,
+                     "first_time_events_per_batch": round(events / batches, 1) if batches else None}
     return out
