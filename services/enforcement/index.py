@@ -162,7 +162,7 @@ def _anew(person: Person) -> Person:
 
 def _digest(person_key: str) -> bytes | str:
     """A person key as its 32 bytes of digest, or as it is when it is not one."""
-    if person_key.startswith(PERSON):
+    if isinstance(person_key, str) and person_key.startswith(PERSON):
         try:
             digest = bytes.fromhex(person_key[len(PERSON):])
         except ValueError:

@@ -155,10 +155,11 @@ def test_stored_records_that_disagree_rebuild_as_the_arrival_records_say(rnd):
         "arrival:ARR-3": {"person": person_key("f6" * 32)},  # nobody stored: left out
         "arrival:ARR-4": {"person": person_key(BOB)},  # listed by nobody: Bob's, as its record says
         "arrival:ARR-5": {"person": "person:not-a-digest"},
+        "arrival:ARR-6": {"person": 42},  # not a key at all: left out, as an unknown person
     }
     restored = Enforcement()
     restore_in_chunks(restored.restoring(), Snapshot(1, records, set(), {}, {}), rnd)
     index = restored.index
     assert (index.owner("ARR-1"), index.owner("ARR-2"), index.owner("ARR-3"), index.owner("ARR-4"),
-            index.owner("ARR-5")) == (alice, alice, None, bob, odd)
+            index.owner("ARR-5"), index.owner("ARR-6")) == (alice, alice, None, bob, odd, None)
     assert index.person(bob).arrival_ids == ("ARR-2", "ARR-3")
