@@ -42,7 +42,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from shared import faults, heap, metrics, topics
+from shared import faults, heap, metrics, redis_client, topics
 from shared.backoff import until_done
 from shared.catch_up import CatchUp, LogShort
 from shared.batch import BatchContext, Outgoing, Service
@@ -54,7 +54,7 @@ from shared.batch_loop import BatchLoop
 from shared.lease import Lease
 from shared.merged_input import MergedInput
 from shared.relay import Relay
-from shared.security import broker_security, check_production, kafka_client_options, redis_options
+from shared.security import broker_security, check_production, kafka_client_options
 from shared.settings import Settings
 from shared.store import RecordStore, Restoring, Snapshot
 
@@ -101,8 +101,7 @@ class Runner(BatchLoop):
         self.instance = settings.instance or service.name
         self.group_id = f"oioo-{service.name}"
         self.producer_name = f"oioo-{service.name}"
-        self.redis = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3,
-                                             **redis_options(settings))
+        self.redis = redis or redis_client.connect(settings)  # REDIS_URL, or the Sentinels' primary
         self.store = RecordStore(self.redis, service.name)
         self.lease = Lease(self.redis, self.store, self.instance, settings.lease_ttl_ms)
         self.metrics = metrics.for_service(service.name)

@@ -126,6 +126,11 @@ class Settings:
     redis_password: str | None = field(default=None, repr=False)
     redis_password_file: str | None = None
     redis_ca_file: str | None = None
+    # Sentinels (host:port, ...): when set, the services ask them which server is the primary of
+    # REDIS_SENTINEL_MASTER, and ask again after a failover; REDIS_URL then gives only the
+    # database, the login and TLS (shared/redis_client.py).
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = "oioo"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -176,4 +181,6 @@ class Settings:
             redis_password=os.environ.get("REDIS_PASSWORD") or None,
             redis_password_file=os.environ.get("REDIS_PASSWORD_FILE") or None,
             redis_ca_file=os.environ.get("REDIS_CA_FILE") or None,
+            redis_sentinels=tuple(a.strip() for a in os.environ.get("REDIS_SENTINELS", "").split(",") if a.strip()),
+            redis_sentinel_master=_env("REDIS_SENTINEL_MASTER", d.redis_sentinel_master),
         )
