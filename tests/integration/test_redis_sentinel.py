@@ -1,10 +1,12 @@
 """A service's Redis behind Sentinel (shared/redis_client.py), as deploy/k8s runs it: a primary, a
 replica and a Sentinel, real servers. The store commits through the primary the Sentinel names;
 after a failover the next commit reaches the promoted replica, with the state that was
-replicated, once the runtime's outage retries have run; the demoted primary takes no writes."""
+replicated, once the runtime's outage retries have run; and a service process (intake) carries on
+through a failover. Resolving the primary once, at the start, fails both."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -188,3 +190,59 @@ def test_without_sentinels_the_client_is_the_one_at_redis_url():
     pool = with_sentinels.connection_pool
     assert pool.service_name == MASTER and pool.connection_kwargs["db"] == 2
     assert pool.connection_kwargs["password"] == "pw"
+
+
+async def _accepted_ids(bootstrap: str, want: int, timeout: float = 60.0) -> set[str]:
+    """The event ids on intake's output, read from the beginning until `want` of them."""
+    from aiokafka import AIOKafkaConsumer
+
+    from shared import topics as T
+
+    consumer = AIOKafkaConsumer(T.INTAKE_ACCEPTED, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    ids: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(ids) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                ids.update(json.loads(r.value)["event"]["event_id"] for r in records)
+    finally:
+        await consumer.stop()
+    return ids
+
+
+async def test_a_running_service_behind_sentinel_carries_on_through_a_failover(infra, sentinel_pair, tmp_path):
+    """Intake as a process, its Redis behind the Sentinel: events before and after a failover are
+    all accepted, the process never exits, and the promoted replica remembers every event."""
+    from deploy.embedded import DEV_KEYS_FILE, service_env, start_service
+    from shared import topics as T
+    from shared.signing import Keyring
+    from tests.support import factory as f
+    from tests.support.client import ContractClient
+
+    primary, replica, sentinel = sentinel_pair
+    env = service_env(infra.bootstrap, f"redis://:{PASSWORD}@127.0.0.1:1/0", tmp_path / "intake.ready")
+    env.update({"REDIS_SENTINELS": f"127.0.0.1:{sentinel}", "REDIS_SENTINEL_MASTER": MASTER, "OIOO_FAULTS": ""})
+    intake = start_service("intake", env, tmp_path / "intake.log")
+    try:
+        async with ContractClient(infra.bootstrap, Keyring.from_file(str(DEV_KEYS_FILE))) as client:
+            for n in range(20):
+                await client.publish(T.BORDER_ARRIVALS, f.arrival(f"S{n}", f.T0 + n * f.MINUTE))
+            assert len(await _accepted_ids(infra.bootstrap, 20)) == 20
+            await _until(lambda: _client(replica).zcard("{intake}:seen"), "the replica never had the state")
+
+            await _fail_over(sentinel, to=replica)
+            await _until(lambda: _is_replica(primary), "the old primary was not turned into a replica")
+
+            for n in range(20, 40):
+                await client.publish(T.BORDER_ARRIVALS, f.arrival(f"S{n}", f.T0 + n * f.MINUTE))
+            assert len(await _accepted_ids(infra.bootstrap, 40)) == 40
+        assert intake.process.poll() is None, "intake exited"
+        await _until(lambda: _has(replica, "{intake}:seen", 40), "the promoted replica does not remember every event")
+    finally:
+        terminate(intake.process)
+
+
+async def _has(port: int, key: str, n: int) -> bool:
+    return await _client(port).zcard(key) == n
