@@ -170,8 +170,8 @@ def test_every_service_runs_from_the_one_image_with_health_probes_non_root_and_a
         assert pod["terminationGracePeriodSeconds"] >= 15
         assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"]
         env = {e["name"]: e for e in c["env"]}
-        assert env["KAFKA_SASL_USERNAME"]["value"] == f"oioo-{name}"
-        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"oioo-{name}"
+        assert env["KAFKA_USERNAME"]["value"] == f"oioo-{name}"
+        assert env["KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"oioo-{name}"
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "oioo-redis", "key": "password"}
         assert "$(REDIS_PASSWORD)@" in env["REDIS_URL"]["value"]
         assert [e["configMapRef"]["name"] for e in c["envFrom"]] == [
@@ -287,3 +287,20 @@ def test_redis_has_a_replica_sentinels_aof_and_a_password_from_a_secret(rendered
     url = {e["name"]: e for e in _of(rendered, "Deployment")["matching"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "@oioo-redis-primary:6379/" in url["REDIS_URL"]["value"]
     assert "oioo-redis-primary" in _of(rendered, "Service")
+
+
+# The names the services' code reads from the environment (shared/settings.py and the rest of shared/).
+_READ = re.compile(r'(?:_env\(|environ\.get\(|environ\[)\s*"([A-Z0-9_]+)"')
+
+
+def test_every_setting_a_service_pod_is_given_is_one_the_services_read(rendered):
+    read = {name for path in (ROOT / "shared").glob("*.py") for name in _READ.findall(path.read_text())}
+    assert {"KAFKA_USERNAME", "KAFKA_PASSWORD", "REDIS_URL"} <= read  # the scan finds them
+    configmaps = _of(rendered, "ConfigMap")
+    for name, dep in _of(rendered, "Deployment").items():
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        given = {e["name"] for e in c["env"]}
+        for source in c.get("envFrom", []):
+            given |= set(configmaps[source["configMapRef"]["name"]]["data"])
+        # a name the code does not read is a setting silently not applied (a Kafka login, a CA)
+        assert given <= read, (name, sorted(given - read))
