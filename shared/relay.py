@@ -98,22 +98,32 @@ class Relay:
         one `send` per message cost its services about a tenth of their CPU in a replay. A
         topic's keys are hashed together (`partitions_for`): one at a time, murmur2 in Python
         was another 3 % of every service."""
-        producer = self.producer
-        by_topic: dict[str, list[Message]] = {}
-        for message in messages:
-            by_topic.setdefault(message[0], []).append(message)
-        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]] = {}
-        for topic, group in by_topic.items():
-            known = sorted(await producer.partitions_for(topic))
-            available = sorted(producer.client.cluster.available_partitions_for_topic(topic) or known)
-            keys = [key.encode() if key else None for _, key, _, _ in group]
-            for (_, _, value, trace), key, partition in zip(group, keys, partitions_for(keys, known, available)):
-                by_partition.setdefault((topic, partition), []).append((key, value, _headers(trace)))
-        await asyncio.gather(*await send_in_batches(producer, by_partition))
+        await asyncio.gather(*await send_keyed(self.producer, [
+            (topic, key.encode() if key else None, value, _headers(trace)) for topic, key, value, trace in messages]))
         self.metrics.published.inc(len(messages))
 
 
-async def send_in_batches(producer: AIOKafkaProducer,
+Keyed = tuple[str, bytes | None, bytes, list]  # topic, key, value, headers as the producer takes them
+
+
+async def send_keyed(producer: AIOKafkaProducer, messages: list[Keyed]) -> list:
+    """Each message on the partition the producer's default partitioner gives its key (a
+    topic's keys hashed together, `partitions_for`), in record batches built here, in order
+    within each partition; returns the batches' delivery futures."""
+    by_topic: dict[str, list[Keyed]] = {}
+    for message in messages:
+        by_topic.setdefault(message[0], []).append(message)
+    by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]] = {}
+    for topic, group in by_topic.items():
+        known = sorted(await producer.partitions_for(topic))
+        available = sorted(producer.client.cluster.available_partitions_for_topic(topic) or known)
+        keys = [key for _, key, _, _ in group]
+        for (_, key, value, headers), partition in zip(group, partitions_for(keys, known, available)):
+            by_partition.setdefault((topic, partition), []).append((key, value, headers))
+    return await _send_in_batches(producer, by_partition)
+
+
+async def _send_in_batches(producer: AIOKafkaProducer,
                           by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]]) -> list:
     """Each partition's (key, value, headers) into as few record batches as fit, in order, handed
     to the producer; returns the batches' delivery futures."""

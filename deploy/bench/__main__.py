@@ -38,8 +38,7 @@ from deploy.bench.pairing import domain_pairing_rate
 from deploy.embedded import SERVICES, EmbeddedStack
 from deploy.sim.kafka import Collector, close_probes
 from shared import topics as T
-from shared.partitioner import partitions_for
-from shared.relay import send_in_batches
+from shared.relay import send_keyed
 from shared.signing import Keyring, signed_headers
 from shared.timeutil import iso_week
 
@@ -79,7 +78,6 @@ class Publisher:
 
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
                                          linger_ms=linger_ms, max_batch_size=256 * 1024)
-        self._known: set[str] = set()
 
     async def __aenter__(self) -> "Publisher":
         await self.producer.start()
@@ -98,24 +96,8 @@ class Publisher:
         `send` per record cost it about 70 us of CPU per event (the partition is the
         producer's own default for the key, so every record lands where `send` puts it)."""
         for start in range(0, len(recs), chunk):
-            by_topic: dict[str, list[Signed]] = {}
-            for rec in recs[start:start + chunk]:
-                by_topic.setdefault(rec[0], []).append(rec)
-            by_partition: dict[tuple[str, int], list] = {}
-            for topic, group in by_topic.items():
-                keys = [key.encode() for _, key, _, _ in group]
-                for (_, _, value, headers), key, partition in zip(group, keys, await self._partitions(topic, keys)):
-                    by_partition.setdefault((topic, partition), []).append((key, value, headers))
-            await asyncio.gather(*await send_in_batches(self.producer, by_partition))
-
-    async def _partitions(self, topic: str, keys: list[bytes]) -> list[int]:
-        """The producer's default partitioner's choice for each key (shared.partitioner computes
-        the same numbers, many keys at once)."""
-        if topic not in self._known:
-            await self.producer.client._wait_on_metadata(topic)
-            self._known.add(topic)
-        known = sorted(self.producer.client.cluster.partitions_for_topic(topic))
-        return partitions_for(keys, known, sorted(self.producer.client.cluster.available_partitions_for_topic(topic)))
+            await asyncio.gather(*await send_keyed(self.producer, [
+                (topic, key.encode(), value, headers) for topic, key, value, headers in recs[start:start + chunk]]))
 
 
 async def settled(bootstrap: str, label: str, limit: float, barrier: measure.Settled | None = None) -> float:
