@@ -18,7 +18,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from shared.events.base import Event
-from shared.store import Changes, Restoring, Snapshot, StoredRecords
+from shared.state import Changes, Restoring, Snapshot, StoredRecords
 
 JSON_HEADERS = {"content-type": "application/json"}
 TRACEPARENT = "traceparent"
@@ -89,7 +89,7 @@ class Service(ABC):
         """Replace the in-memory state with what Redis holds."""
 
     def restoring(self) -> Restoring:
-        """The state rebuilt from its stored records as they are read (shared/store.Restoring).
+        """The state rebuilt from its stored records as they are read (shared/state.Restoring).
         By default they are gathered and `restore` takes them at once; a service whose state
         is large rebuilds it chunk by chunk instead."""
         return _Gathered(self)

@@ -24,7 +24,8 @@ from shared.batch import BatchContext, Outgoing, encode_outbox, trace_of
 from shared.dead_letters import dead_letter, record_place
 from shared.events.outbound import Alert
 from shared.ids import derived_id
-from shared.store import CapExceeded, Commit, Fenced, StaleState
+from shared.store import CapExceeded, Fenced, StaleState
+from shared.state import Commit
 
 log = logging.getLogger("oioo.runtime")
 

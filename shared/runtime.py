@@ -56,7 +56,8 @@ from shared.merged_input import MergedInput
 from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options
 from shared.settings import Settings
-from shared.store import RecordStore, Restoring, Snapshot
+from shared.store import RecordStore
+from shared.state import Restoring, Snapshot
 
 log = logging.getLogger("oioo.runtime")
 __all__ = ["BatchContext", "Outgoing", "Runner", "Service", "serve"]  # the batch API lives in shared.batch

@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from deploy.embedded import cancel, ensure_topics
 from deploy.sim.kafka import GROUP_INPUTS, _probe
-from shared.store import Changes, Commit, QuotaChange, RecordStore
+from shared.store import RecordStore
+from shared.state import Changes, Commit, QuotaChange
 from shared.topics import TopicSpec
 
 CEILING_IN, CEILING_OUT = "bench.ceiling.in", "bench.ceiling.out"

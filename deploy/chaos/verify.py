@@ -27,7 +27,7 @@ from services.transfer.app import Transfer
 from shared import topics as T
 from shared.runtime import BatchContext, Service
 from shared.settings import Settings
-from shared.store import Snapshot
+from shared.state import Snapshot
 
 # what a service publishes from its handler: (topics, producer field; None = every record there)
 MATCHING_OUT = {T.MATCHING_INSTRUCTIONS: None, T.OPS_AUDIT: "oioo-matching", T.OPS_ALERTS: "oioo-matching",

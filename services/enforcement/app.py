@@ -26,7 +26,7 @@ from shared.events.outbound import AsylumBanRecorded, Decision
 from shared.ids import derived_id
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
-from shared.store import Snapshot
+from shared.state import Snapshot
 
 log = logging.getLogger("oioo.enforcement")
 PRODUCER = "oioo-enforcement"
@@ -158,7 +158,7 @@ class Enforcement(Service):
 
 
 class Restore:
-    """Enforcement's state from its stored records, a chunk at a time (shared/store.Restoring),
+    """Enforcement's state from its stored records, a chunk at a time (shared/state.Restoring),
     each record decoded once."""
 
     def __init__(self, service: Enforcement):

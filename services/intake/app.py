@@ -16,7 +16,7 @@ from shared.dead_letters import dead_letter
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
 from shared.signing import Keyring
-from shared.store import Snapshot
+from shared.state import Snapshot
 
 log = logging.getLogger("oioo.intake")
 PRODUCER = "oioo-intake"

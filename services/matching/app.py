@@ -23,7 +23,7 @@ from shared.events.in_house import read_screened
 from shared.ids import derived_id_str
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
-from shared.store import QuotaChange, Snapshot
+from shared.state import QuotaChange, Snapshot
 from shared.timeutil import iso_week
 
 PRODUCER = "oioo-matching"
@@ -128,7 +128,7 @@ class Matching(Service):
 
 
 class Restore:
-    """Matching's state from its stored records, a chunk at a time (shared/store.Restoring): a
+    """Matching's state from its stored records, a chunk at a time (shared/state.Restoring): a
     new repository, which the exchange takes once every record is in."""
 
     def __init__(self, exchange: Exchange):

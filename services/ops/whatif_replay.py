@@ -36,7 +36,7 @@ from shared import topics as T
 from shared.events.internal import ArrivalParticulars, Particulars, ScreenedEvent
 from shared.runtime import BatchContext, Service
 from shared.settings import Settings
-from shared.store import Snapshot
+from shared.state import Snapshot
 
 
 @dataclass(frozen=True)

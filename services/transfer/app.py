@@ -16,7 +16,7 @@ from services.transfer.particulars import KEY, WAITING, ParticularsBook
 from shared.events.internal import ArrivalParticulars, Instruction
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
-from shared.store import Snapshot
+from shared.state import Snapshot
 
 log = logging.getLogger("oioo.transfer")
 KINDS = ("RequestReturn", "WithdrawReturn", "OfferAdmission")

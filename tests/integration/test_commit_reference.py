@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from redis.asyncio import Redis
 
 from deploy.embedded import start_redis
-from shared.store import CapExceeded, Changes, Commit, Fenced, QuotaChange, RecordStore, StaleState
+from shared.store import CapExceeded, Fenced, RecordStore, StaleState
+from shared.state import Changes, Commit, QuotaChange
 
 REFERENCE = """
 local lease = redis.call('GET', KEYS[5])

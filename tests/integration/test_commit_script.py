@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 
 from deploy.embedded import start_redis
 from shared.lease import Lease
-from shared.store import CapExceeded, Changes, Commit, Fenced, QuotaChange, RecordStore, StaleState
+from shared.store import CapExceeded, Fenced, RecordStore, StaleState
+from shared.state import Changes, Commit, QuotaChange
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,7 @@ async def test_records_written_by_the_earlier_encoder_load_as_the_new_ones(redis
 
 async def test_a_loaded_snapshot_decodes_each_record_only_when_it_is_read(redis):
     """A restore must not hold the whole decoded state twice: the snapshot keeps the bytes."""
-    from shared.store import StoredRecords
+    from shared.state import StoredRecords
 
     store, lease = await _writer(redis)
     changes = Changes()

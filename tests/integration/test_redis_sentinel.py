@@ -20,7 +20,8 @@ from shared.backoff import outage_errors
 from shared.lease import Lease
 from shared.redis_client import connect, sentinel_addresses
 from shared.settings import Settings
-from shared.store import Changes, Commit, RecordStore
+from shared.store import RecordStore
+from shared.state import Changes, Commit
 
 MASTER = "oioo"
 PASSWORD = "sentinel-test-password"  # as deploy/k8s: Redis, its replication and the Sentinels share one

@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from deploy.embedded import start_redis
 from shared.lease import Lease
-from shared.store import Changes, Commit, RecordStore, StaleState, StoredRecords
+from shared.store import RecordStore, StaleState
+from shared.state import Changes, Commit, StoredRecords
 
 
 @pytest.fixture(scope="module")

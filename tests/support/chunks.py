@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from shared.store import Restoring, Snapshot
+from shared.state import Restoring, Snapshot
 
 
 def in_any_chunks(records: dict[str, dict], rnd: random.Random) -> list[dict[str, dict]]:

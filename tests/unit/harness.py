@@ -17,7 +17,7 @@ from shared.events.inbound import ANY_IN_HOUSE
 from shared.events.internal import ScreenedEvent, Screening
 from shared.runtime import BatchContext
 from shared.settings import Settings
-from shared.store import Snapshot
+from shared.state import Snapshot
 from tests.support.chunks import restore_in_chunks
 
 

@@ -22,7 +22,7 @@ from shared import topics
 from shared.events.internal import ScreenedEvent
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
-from shared.store import Snapshot
+from shared.state import Snapshot
 from tests.support import factory as f
 from tests.unit import test_enforcement as enf, test_transfer as tr
 from tests.unit.harness import FakeRecord, Screener, Wired, in_house

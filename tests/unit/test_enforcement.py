@@ -18,7 +18,7 @@ from shared.events.internal import AcceptedEvent, Instruction, ScreenedEvent
 from shared.events.outbound import AsylumBanRecorded, Decision
 from shared.ids import derived_id
 from shared.runtime import BatchContext
-from shared.store import Snapshot
+from shared.state import Snapshot
 
 T0 = datetime(2025, 9, 1, 8, 0, tzinfo=timezone.utc)
 ALICE = "a1" * 32

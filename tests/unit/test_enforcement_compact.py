@@ -11,7 +11,7 @@ from services.enforcement.app import Enforcement, screened_json
 from services.enforcement.index import BiometricIndex
 from services.enforcement.rules import NOBODY, Person, Screening, person_key
 from shared.events.internal import ScreenedEvent, Screening as ScreeningModel
-from shared.store import Snapshot
+from shared.state import Snapshot
 from tests.support.chunks import restore_in_chunks
 from tests.unit.test_enforcement import ALICE, BOB, Harness, arrival, encounter, record_ban, vetted
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from shared.batch import JSON_HEADERS, TRACEPARENT, BatchContext, Outgoing, encode_outbox, trace_of
 from shared.partitioner import BULK_MIN, murmur2, murmur2_many, partition_for, partitions_for
 from shared.relay import _headers
-from shared.store import encode_record
+from shared.state import encode_record
 
 
 # ---- what the code did before ---------------------------------------------------------------

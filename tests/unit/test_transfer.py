@@ -15,7 +15,7 @@ from shared.events.internal import ArrivalParticulars, Instruction, Particulars
 from shared.events.outbound import AdmissionOffered, Decision, ReturnRequested, ReturnRequestWithdrawn
 from shared.ids import derived_id
 from shared.runtime import BatchContext
-from shared.store import Snapshot
+from shared.state import Snapshot
 
 T0 = datetime(2025, 9, 1, 8, 0, tzinfo=timezone.utc)
 RULES = "oioo-rules-1.0"
