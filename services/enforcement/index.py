@@ -69,13 +69,6 @@ class BiometricIndex:
     def biometrics(self):
         return iter(self._persons)
 
-    @classmethod
-    def from_records(cls, records: Mapping[str, dict]) -> "BiometricIndex":
-        """The index from the stored "person:" and "arrival:" records, all at once."""
-        rebuilt = Rebuild()
-        rebuilt.add(records)
-        return rebuilt.done()
-
 
 class Rebuild:
     """The index from the stored "person:" and "arrival:" records, handed over in chunks and in
