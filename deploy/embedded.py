@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.topics import TOPICS, TopicSpec
+from shared.topics import TOPICS, TopicSpec, catalogue
 
 log = logging.getLogger("embedded")
 
@@ -272,13 +272,14 @@ async def _create(admin, topic) -> tuple[int, str | None]:
 
 
 async def start_broker_async(log_path: Path | None = None, *, detach: bool = False,
-                             timeout: float = 30.0, attempts: int = 3) -> Broker:
+                             timeout: float = 30.0, attempts: int = 3,
+                             topics: Iterable[TopicSpec] = TOPICS) -> Broker:
     """A fresh, empty Tansu broker with all our topics created and verified."""
     for attempt in range(1, attempts + 1):
         broker = spawn_broker(log_path, detach=detach)
         try:
             await wait_for_kafka(broker.bootstrap, timeout, broker.process, log_path)
-            await ensure_topics(broker.bootstrap)
+            await ensure_topics(broker.bootstrap, topics)
             return broker
         except Exception:
             broker.stop()
@@ -427,18 +428,35 @@ class ServiceProcess:
 
 @dataclass(frozen=True)
 class Instance:
-    """A planned instance of a service; its health port stays the same across restarts."""
+    """A planned instance of a service (of one shard of it: shared/shards.py); its health port
+    stays the same across restarts."""
     name: str
     service: str
     health_port: int | None = None
+    shard: int = 0
+
+    @property
+    def writer(self) -> str:
+        """The writer it is an instance of: the service, or one shard of it (its lease)."""
+        return self.service if self.shard == 0 else f"{self.service}-s{self.shard}"
 
     @property
     def first(self) -> bool:
-        return self.name == self.service
+        return self.name == self.writer
 
 
 def instance_names(service: str, standby: bool = False) -> list[str]:
     return [service, f"{service}-2"] if standby else [service]
+
+
+SHARDED = "intake"  # the service that can run in shards
+
+
+def plan_names(service: str, standby: bool = False, shards: int = 1) -> list[tuple[str, int]]:
+    """Each instance's name and shard: `intake`, `intake-2` (its standby), `intake-s1`, ..."""
+    count = shards if service == SHARDED else 1
+    return [(name, k) for k in range(count)
+            for name in instance_names(service if k == 0 else f"{service}-s{k}", standby)]
 
 
 def url_map(urls: Mapping[str, str]) -> str:
@@ -558,7 +576,7 @@ class EmbeddedStack:
     def __init__(self, run_dir: Path, services: Sequence[str] = SERVICES, *,
                  redis_url: str | None = None, flush_redis: bool = False,
                  keys_file: Path = DEV_KEYS_FILE, detach: bool = False, ready_timeout: float = 60.0,
-                 standby: bool = False, supervise: bool = True,
+                 standby: bool = False, supervise: bool = True, intake_shards: int = 1,
                  on_spawn: Callable[[ServiceProcess], None] | None = None):
         self.run_dir = Path(run_dir).resolve()
         self.service_names = tuple(services)
@@ -568,6 +586,7 @@ class EmbeddedStack:
         self.detach = detach
         self.ready_timeout = ready_timeout
         self.standby = standby
+        self.intake_shards = intake_shards
         self.supervise = supervise
         self.on_spawn = on_spawn
         self.broker: Broker | None = None
@@ -642,21 +661,24 @@ class EmbeddedStack:
                 client.flushdb()
             finally:
                 client.close()
-        self.broker = await start_broker_async(self.log_path("broker"), detach=self.detach, timeout=timeout)
+        self.broker = await start_broker_async(self.log_path("broker"), detach=self.detach, timeout=timeout,
+                                               topics=catalogue(self.intake_shards))
 
     # -- instances
     def plan_instances(self, health_ports: Mapping[str, int] | None = None) -> dict[str, Instance]:
         """Name every instance and give each a health port (given, else free right now)."""
-        names = [(n, s) for s in self.service_names for n in instance_names(s, self.standby)]
+        names = [(n, s, k) for s in self.service_names for n, k in plan_names(s, self.standby, self.intake_shards)]
         ports = dict(health_ports or {})
-        fresh = iter(free_ports(sum(1 for n, _ in names if n not in ports)))
-        self.instances = {n: Instance(n, s, ports[n] if n in ports else next(fresh)) for n, s in names}
+        fresh = iter(free_ports(sum(1 for n, _, _ in names if n not in ports)))
+        self.instances = {n: Instance(n, s, ports[n] if n in ports else next(fresh), k) for n, s, k in names}
         return self.instances
 
     def spawn_instance(self, name: str) -> ServiceProcess:
         inst = self.instances[name]
         env = service_env(self.bootstrap, self.redis_url, self.ready_path(name), self.keys_file,
                           instance=name, health_port=inst.health_port)
+        if self.intake_shards > 1:
+            env.update(INTAKE_SHARDS=str(self.intake_shards), SERVICE_SHARD=str(inst.shard))
         with self._lock:
             svc = start_service(inst.service, env, self.log_path(name), detach=self.detach, instance=name)
             self._stopped.discard(name)
@@ -672,9 +694,13 @@ class EmbeddedStack:
         return self.spawn_instance(self.instances_of(service)[0])
 
     def service_active(self, service: str) -> bool:
-        """Some live instance of `service` has written its ready file."""
-        return any(svc is not None and svc.active
-                   for svc in (self.services.get(n) for n in self.instances_of(service)))
+        """Some live instance of `service` (of each of its shards) has written its ready file."""
+        writers: dict[str, bool] = {}
+        for n in self.instances_of(service):
+            svc = self.services.get(n)
+            writers[self.instances[n].writer] = writers.get(self.instances[n].writer, False) or (
+                svc is not None and svc.active)
+        return bool(writers) and all(writers.values())
 
     async def wait_active_async(self, services: Sequence[str], timeout: float | None = None,
                                 watch: Sequence[ServiceProcess] = ()) -> None:

@@ -83,6 +83,12 @@ class Service(ABC):
     # FETCH_MAX_WAIT_MS (shared/settings.py). A merged input (intake) keeps the usual waits: its
     # fetch names many partitions, and short holds would cost the broker dearly.
     prompt: bool = False
+    # A service that can run in shards (intake, shared/shards.py) names the output each shard
+    # writes to a partition of its own, and after which it writes a MARK when caught up.
+    sharded_output: str | None = None
+    # Inputs written by shards: their partitions are merged (order_key), and one counts as
+    # caught up only while the last record read there is a shard's MARK.
+    marked_inputs: tuple[str, ...] = ()
 
     @abstractmethod
     def restore(self, snapshot: Snapshot) -> None:

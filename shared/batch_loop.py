@@ -20,10 +20,11 @@ from aiokafka import ConsumerRecord
 
 from shared import faults, metrics, topics
 from shared.backoff import until_done
-from shared.batch import BatchContext, Outgoing, encode_outbox, trace_of
+from shared.batch import JSON_HEADERS, BatchContext, Outgoing, encode_outbox, trace_of
 from shared.dead_letters import dead_letter, record_place
 from shared.events.outbound import Alert
 from shared.ids import derived_id
+from shared.shards import MARK
 from shared.store import CapExceeded, Fenced, StaleState
 from shared.state import Commit
 
@@ -51,7 +52,9 @@ class _Poison(Exception):
 
 
 class BatchLoop:
-    async def _process(self, records: list[ConsumerRecord], replay: bool) -> None:
+    async def _process(self, records: list[ConsumerRecord], replay: bool, mark: bool = False) -> None:
+        """`mark`: this shard has read every input to its end once the batch is decided: a MARK
+        goes out after what it accepted (shared/shards.py)."""
         poisoned: dict[str, str] = {}
         refusals = 0
         committed: tuple[int, list[Outgoing]] | None = None
@@ -73,6 +76,8 @@ class BatchLoop:
                     ctx = None
                     continue
                 self.service.finish(ctx)  # only a batch decided to its end: a poisoned attempt is dropped
+                if mark:
+                    ctx.out.append(Outgoing(self.service.sharded_output, None, MARK, dict(JSON_HEADERS)))
                 if ctx.changes.empty() and not ctx.out:
                     break
                 if not replay:
@@ -117,6 +122,9 @@ class BatchLoop:
         """Hand one record to the service unless its offset was consumed already, and track it."""
         tp = f"{rec.topic}:{rec.partition}"
         if rec.offset < self.offsets.get(tp, 0) or rec.offset < ctx.changes.offsets.get(tp, 0):
+            return
+        if rec.value == MARK and rec.topic in self.service.marked_inputs:
+            ctx.changes.offsets[tp] = rec.offset + 1  # a shard's progress, not an event (shared/shards.py)
             return
         place = record_place(rec.topic, rec.partition, rec.offset)
         ctx.trace = trace_of(rec, place)

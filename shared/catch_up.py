@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.backoff import until_done
+from shared.merge import EventTimeMerge
 from shared.settings import Settings
 
 log = logging.getLogger("oioo.runtime")
@@ -25,8 +27,11 @@ class LogShort(Exception):
 class CatchUp:
     def __init__(self, settings: Settings, group_id: str, input_topics: tuple[str, ...],
                  expiring_topics: tuple[str, ...], kafka_options: dict, broker_outage: Callable[[bool], None],
-                 instance: str):
+                 instance: str, only: set[tuple[str, int]] | None = None,
+                 order_key: Callable[[ConsumerRecord], Any] | None = None):
         self.settings, self.group_id, self.instance = settings, group_id, instance
+        self.only = only  # a shard's partitions (shared/shards.py); None: every partition of the inputs
+        self.order_key = order_key  # a merged input is replayed in the merge's order too (shared/merge.py)
         self.input_topics, self.expiring_topics = input_topics, expiring_topics
         self.kafka_options, self.broker_outage = kafka_options, broker_outage
 
@@ -55,11 +60,23 @@ class CatchUp:
             for tp, (start, _) in gaps.items():
                 reader.seek(tp, start)
             remaining = dict(gaps)
+            places = {(tp.topic, tp.partition) for tp in gaps}
+            merge = EventTimeMerge(self.order_key) if self.order_key is not None else None
             while remaining:
                 got = await reader.getmany(*remaining, timeout_ms=500, max_records=self.settings.replay_chunk)
                 chunk = [r for tp, recs in got.items() for r in recs if r.offset < gaps[tp][1]]
-                if chunk:
-                    await replay(chunk)
+                if merge is None:
+                    if chunk:
+                        await replay(chunk)
+                else:
+                    # every record to replay is in the log already: a partition read to its gap's
+                    # end is caught up, and the merge is exact
+                    merge.add(chunk, places)
+                    read = {(tp.topic, tp.partition) for tp in gaps
+                            if tp not in remaining or await reader.position(tp) >= gaps[tp][1]}
+                    while released := merge.release(read, places, self.settings.replay_chunk):
+                        await replay(released)
+                        merge.done()
                 # Where the log ends is the high watermark a fetch reports: ListOffsets(latest)
                 # is not trusted, Tansu answers it with the base offset of the last batch + 1.
                 ends = {tp: reader.highwater(tp) for tp in remaining if not got.get(tp)}
@@ -85,6 +102,8 @@ class CatchUp:
                     await probe.topics()
                     parts = probe.partitions_for_topic(topic) or set()
                 for p in parts:
+                    if self.only is not None and (topic, p) not in self.only:
+                        continue
                     tp = TopicPartition(topic, p)
                     committed = await probe.committed(tp)
                     if committed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiokafka import AIOKafkaProducer
 
@@ -36,8 +36,10 @@ def _headers(trace: str | None) -> list[tuple[str, bytes]]:
 class Relay:
     def __init__(self, settings: Settings, instance: str, store: RecordStore, lease_value: Callable[[], str],
                  metrics: ServiceMetrics, redis_outage: Callable[[bool], None],
-                 broker_outage: Callable[[bool], None], fenced: Callable[[str], None], kafka_options: dict):
+                 broker_outage: Callable[[bool], None], fenced: Callable[[str], None], kafka_options: dict,
+                 pinned: Mapping[str, int] | None = None):
         self.settings, self.instance, self.store = settings, instance, store
+        self.pinned = dict(pinned or {})  # topic -> the one partition this instance writes (a shard's)
         self.lease_value, self.metrics, self.fenced = lease_value, metrics, fenced
         self.redis_outage, self.broker_outage = redis_outage, broker_outage
         self.kafka_options = kafka_options
@@ -99,22 +101,29 @@ class Relay:
         topic's keys are hashed together (`partitions_for`): one at a time, murmur2 in Python
         was another 3 % of every service."""
         await asyncio.gather(*await send_keyed(self.producer, [
-            (topic, key.encode() if key else None, value, _headers(trace)) for topic, key, value, trace in messages]))
+            (topic, key.encode() if key else None, value, _headers(trace)) for topic, key, value, trace in messages],
+            self.pinned))
         self.metrics.published.inc(len(messages))
 
 
 Keyed = tuple[str, bytes | None, bytes, list]  # topic, key, value, headers as the producer takes them
 
 
-async def send_keyed(producer: AIOKafkaProducer, messages: list[Keyed]) -> list:
+async def send_keyed(producer: AIOKafkaProducer, messages: list[Keyed],
+                     pinned: Mapping[str, int] | None = None) -> list:
     """Each message on the partition the producer's default partitioner gives its key (a
-    topic's keys hashed together, `partitions_for`), in record batches built here, in order
-    within each partition; returns the batches' delivery futures."""
+    topic's keys hashed together, `partitions_for`), or on a `pinned` topic's one partition, in
+    record batches built here, in order within each partition; returns the batches' delivery
+    futures."""
     by_topic: dict[str, list[Keyed]] = {}
     for message in messages:
         by_topic.setdefault(message[0], []).append(message)
     by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]] = {}
+    pinned = pinned or {}
     for topic, group in by_topic.items():
+        if topic in pinned:
+            by_partition[(topic, pinned[topic])] = [(key, value, headers) for _, key, value, headers in group]
+            continue
         known = sorted(await producer.partitions_for(topic))
         available = sorted(producer.client.cluster.available_partitions_for_topic(topic) or known)
         keys = [key for _, key, _, _ in group]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import ConsumerRecord
+from faststream.kafka import TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -56,12 +57,14 @@ from shared.merged_input import MergedInput
 from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options
 from shared.settings import Settings
+from shared.shards import Shard
 from shared.store import RecordStore
 from shared.state import Restoring, Snapshot
 
 log = logging.getLogger("oioo.runtime")
 __all__ = ["BatchContext", "Outgoing", "Runner", "Service", "serve"]  # the batch API lives in shared.batch
 
+MARK_POLL_S = 0.2  # how often an idle shard looks whether it owes a MARK
 LEASE_LOST_EXIT = 75  # EX_TEMPFAIL: the supervisor restarts us, and we wait as a standby
 
 
@@ -81,13 +84,14 @@ async def _raw_decoder(msg: Any) -> Any:
 
 def _fetch_options(service: Service, settings: Settings) -> dict[str, int]:
     """How much a fetch may bring and how long the broker and the subscriber wait for records:
-    a merged input (intake) takes a little of every partition at a time, a prompt service
-    (`Service.prompt`) waits less (shared/settings.py has the measurements)."""
+    a merged input (intake; enforcement behind intake's shards) takes a little of every
+    partition at a time, a prompt service (`Service.prompt`) waits less (shared/settings.py has
+    the measurements)."""
     if service.order_key is not None:
         sizes = {"max_partition_fetch_bytes": settings.merge_fetch_bytes, "fetch_max_bytes": settings.merge_fetch_bytes}
     else:
         sizes = {"fetch_max_bytes": settings.fetch_max_bytes}
-    if service.prompt and service.order_key is None:
+    if service.prompt:
         waits = {"fetch_max_wait_ms": settings.prompt_fetch_max_wait_ms,
                  "batch_timeout_ms": settings.prompt_batch_timeout_ms}
     else:
@@ -99,11 +103,14 @@ class Runner(BatchLoop):
     def __init__(self, service: Service, settings: Settings, redis: Redis | None = None):
         self.service = service
         self.settings = settings
-        self.instance = settings.instance or service.name
+        # intake may run in shards (shared/shards.py): each its own writer, state and partitions
+        self.shard = Shard(settings.shard, settings.intake_shards) if service.sharded_output else Shard()
+        namespace = self.shard.namespace(service.name)
+        self.instance = settings.instance or namespace
         self.group_id = f"oioo-{service.name}"
         self.producer_name = f"oioo-{service.name}"
         self.redis = redis or redis_client.connect(settings)  # REDIS_URL, or the Sentinels' primary
-        self.store = RecordStore(self.redis, service.name)
+        self.store = RecordStore(self.redis, namespace)
         self.lease = Lease(self.redis, self.store, self.instance, settings.lease_ttl_ms)
         self.metrics = metrics.for_service(service.name)
         self.version = 0
@@ -130,8 +137,12 @@ class Runner(BatchLoop):
             log_level=logging.DEBUG,
             security=broker_security(settings),
         )
+        places = self.shard.places(service.input_topics) if self.shard.split else None
+        # a shard is given its partitions; otherwise the group shares the topics' out
+        inputs = {"partitions": [TopicPartition(t, p, declare=False) for t, p in places]} if places else {}
         self.subscriber = self.broker.subscriber(
-            *service.input_topics,
+            *(() if places else service.input_topics),
+            **inputs,
             group_id=self.group_id,
             batch=True,
             max_records=settings.max_batch,
@@ -149,11 +160,15 @@ class Runner(BatchLoop):
             self.broker.publisher(topic, title=f"{service.name}-output:{topic}", schema=PUBLISHED[topic])
         self.app = FastStream(self.broker)
         self.catch_up = CatchUp(settings, self.group_id, service.input_topics, service.expiring_topics,
-                                self._kafka_security(), self._broker_outage, self.instance)
+                                self._kafka_security(), self._broker_outage, self.instance,
+                                only=set(places) if places else None, order_key=service.order_key)
         self.relay = Relay(settings, self.instance, self.store, lambda: self.lease.value or "", self.metrics,
-                           self._redis_outage, self._broker_outage, self._lost_lease, self._kafka_security())
+                           self._redis_outage, self._broker_outage, self._lost_lease, self._kafka_security(),
+                           pinned={service.sharded_output: self.shard.index} if service.sharded_output else None)
         self._lock = asyncio.Lock()
-        self.merged = MergedInput(service.order_key, settings) if service.order_key is not None else None
+        self.merged = (MergedInput(service.order_key, settings, service.marked_inputs, marks=self.shard.split)
+                       if service.order_key is not None else None)
+        self._unmarked = True  # a shard: nothing since its last MARK says it is caught up
 
     def _kafka_security(self) -> dict[str, Any]:
         return kafka_client_options(self.settings)
@@ -207,11 +222,13 @@ class Runner(BatchLoop):
         heap.settle()  # the restored state is long-lived: later collections skip it
         await until_done("broker (start)", self.broker.start, self._broker_outage)
         self._probe = asyncio.create_task(self._watch())
+        if self.shard.split:
+            self._marker = asyncio.create_task(self._mark_when_idle())
         self._announce_ready()
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        for task in (getattr(self, "_keeper", None), getattr(self, "_probe", None)):
+        for task in (getattr(self, "_keeper", None), getattr(self, "_probe", None), getattr(self, "_marker", None)):
             if task is not None:
                 task.cancel()
         try:
@@ -377,8 +394,28 @@ class Runner(BatchLoop):
                 raise
         faults.point("after_publish")
 
-    async def _decide_live(self, records: list[ConsumerRecord]) -> None:
-        await self._process(records, replay=False)
+    async def _decide_live(self, records: list[ConsumerRecord], mark: bool = False) -> None:
+        await self._process(records, replay=False, mark=mark)
+        self._unmarked = not mark
+
+    async def _mark_when_idle(self) -> None:
+        """A shard with nothing to read writes a MARK (shared/shards.py) unless its last batch
+        ended with one: at the start, and after a batch that left some input unread."""
+        while True:
+            await asyncio.sleep(MARK_POLL_S)
+            consumer = self.subscriber.consumer
+            if not self._unmarked or self._lock.locked() or consumer is None or not await self.merged.idle(consumer):
+                continue
+            async with self._lock:
+                if self._stopping:
+                    return
+                try:
+                    await self._decide_live([], mark=True)
+                except _Stopping:
+                    return
+                except Exception:  # noqa: BLE001 - the runtime's own fault: tried again later
+                    log.exception("%s: writing the shard's mark failed", self.instance)
+                    self._must_recover = True
 
 
 def serve(build: Callable[[], Runner]) -> None:

@@ -80,6 +80,11 @@ class Settings:
     heap_trim_threshold_bytes: int = 0
     # one fenced writer per service: the instance's name, its lease, its health endpoint
     instance: str | None = None
+    # intake in shards (shared/shards.py): how many, and which one this instance runs. Intake
+    # and enforcement must be given the same count, and internal.intake.accepted.v1 as many
+    # partitions (deploy/create_topics.py reads INTAKE_SHARDS too).
+    intake_shards: int = 1
+    shard: int = 0
     lease_ttl_ms: int = 5000
     health_host: str = "127.0.0.1"
     health_port: int | None = None
@@ -150,6 +155,8 @@ class Settings:
             linger_ms=int(_env("PRODUCER_LINGER_MS", str(d.linger_ms))),
             max_produce_batch_bytes=int(_env("PRODUCER_MAX_BATCH_BYTES", str(d.max_produce_batch_bytes))),
             instance=os.environ.get("SERVICE_INSTANCE") or None,
+            intake_shards=int(_env("INTAKE_SHARDS", str(d.intake_shards))),
+            shard=int(_env("SERVICE_SHARD", str(d.shard))),
             lease_ttl_ms=int(_env("LEASE_TTL_MS", str(d.lease_ttl_ms))),
             health_host=_env("HEALTH_HOST", d.health_host),
             health_port=int(os.environ["HEALTH_PORT"]) if os.environ.get("HEALTH_PORT") else None,

@@ -6,7 +6,7 @@ so the production topic-creation step and the embedded stack create the same top
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Inbound (the system consumes)
 BORDER_ARRIVALS = "border.arrivals.v1"
@@ -99,6 +99,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(MATCHING_INSTRUCTIONS, 1, internal=True),
 )
 TOPICS_BY_NAME = {t.name: t for t in TOPICS}
+
+
+def catalogue(intake_shards: int = 1) -> tuple[TopicSpec, ...]:
+    """The topics for a deployment with intake in `intake_shards` shards: each shard writes its
+    own partition of the accepted events (shared/shards.py); everything else as TOPICS."""
+    if intake_shards == 1:
+        return TOPICS
+    return tuple(replace(t, partitions=intake_shards) if t.name == INTAKE_ACCEPTED else t for t in TOPICS)
 
 
 def topics_json() -> str:

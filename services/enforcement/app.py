@@ -18,6 +18,7 @@ from pydantic_core import to_json
 
 from services.enforcement import rules
 from services.enforcement.index import Rebuild
+from services.enforcement.order import accepted_order
 from shared import topics
 from shared.events.in_house import read_accepted
 from shared.events.inbound import subject_of
@@ -40,7 +41,11 @@ class Enforcement(Service):
     prompt = True  # between an arrival and its first Decision: short hops (shared/settings.py)
     output_topics = (topics.ENFORCEMENT_SCREENED, topics.ENFORCEMENT_BANS, topics.OPS_AUDIT)
 
-    def __init__(self) -> None:
+    def __init__(self, intake_shards: int = 1) -> None:
+        if intake_shards > 1:
+            # the shards' partitions are merged back into one intake's order (shared/shards.py)
+            self.order_key = accepted_order
+            self.marked_inputs = (topics.INTAKE_ACCEPTED,)
         self.restore(Snapshot(0, {}, set(), {}, {}))
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -202,4 +207,5 @@ def screened_json(source_topic: str, event: dict, screening: rules.Screening) ->
 
 
 def build(settings: Settings | None = None) -> Runner:
-    return Runner(Enforcement(), settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    return Runner(Enforcement(settings.intake_shards), settings)
