@@ -18,11 +18,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import deploy.k8s_topics
+from deploy.create_topics import with_intake_shards
 from deploy.k8s_topics import kafka_topics_yaml
 from services.enforcement.app import Enforcement
 from services.intake.app import Intake
 from services.matching.app import Matching
 from services.transfer.app import Transfer
+from shared.settings import Settings
+from shared.topics import INTAKE_ACCEPTED
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -61,8 +65,10 @@ def _topics() -> dict[str, dict]:
     return {t["name"]: t for t in json.loads((ROOT / "deploy" / "topics.json").read_text(encoding="utf-8"))}
 
 
-def _partitions(topic_names) -> int:
-    topics = _topics()
+def _partitions(rendered, topic_names) -> int:
+    """The partitions the cluster's topics have (the rendered KafkaTopics: the accepted events'
+    topic has one per intake shard, not topics.json's one)."""
+    topics = {t["spec"]["topicName"]: t["spec"] for t in _of(rendered, "KafkaTopic").values()}
     return sum(topics[t]["partitions"] for t in topic_names)
 
 
@@ -146,8 +152,18 @@ def _settings(rendered) -> dict[str, str]:
     return cm["data"]
 
 
+def _services(rendered) -> dict[str, dict]:
+    """Each service's workload: a Deployment, or intake's StatefulSet (its pods need an index)."""
+    return {name: w for kind in ("Deployment", "StatefulSet") for name, w in _of(rendered, kind).items()
+            if name in SERVICES}
+
+
+def _intake_shards(rendered) -> int:
+    return int(_settings(rendered)["INTAKE_SHARDS"])
+
+
 def test_every_service_runs_from_the_one_image_with_health_probes_non_root_and_a_grace(rendered):
-    deployments = _of(rendered, "Deployment")
+    deployments = _services(rendered)
     assert set(deployments) == set(SERVICES)
     settings = _settings(rendered)
     assert settings["OIOO_ENV"] == "production"
@@ -182,7 +198,7 @@ def test_every_service_runs_from_the_one_image_with_health_probes_non_root_and_a
 
 
 def test_intake_reads_its_keyring_from_the_mounted_secret(rendered):
-    pod = _of(rendered, "Deployment")["intake"]["spec"]["template"]["spec"]
+    pod = _services(rendered)["intake"]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     path = {e["name"]: e for e in c["env"]}["SIGNING_KEYS_FILE"]["value"]
     (mount,) = [m for m in c["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
@@ -199,11 +215,16 @@ def test_matching_is_two_replicas_one_active_one_standby_and_never_scaled(render
 
 def test_consumers_scale_on_their_group_lag_within_their_partitions(rendered):
     scaled = {so["spec"]["scaleTargetRef"]["name"]: so for so in _of(rendered, "ScaledObject").values()}
-    deployments = _of(rendered, "Deployment")
+    deployments = _services(rendered)
     for name, service in SERVICES.items():
         if name == "matching":
             continue
-        partitions = _partitions(service.input_topics)
+        if name == "intake":
+            # Grows by shards, not by replicas (test_intake_runs_in_shards_...): a replica past
+            # 2 x INTAKE_SHARDS would only be one more standby.
+            assert name not in scaled, name
+            continue
+        partitions = _partitions(rendered, service.input_topics)
         if partitions < 2:
             # Nothing to scale: one partition, one consumer; a second replica is the standby.
             assert name not in scaled, name
@@ -219,7 +240,7 @@ def test_consumers_scale_on_their_group_lag_within_their_partitions(rendered):
         for t in triggers:
             assert t["metadata"]["bootstrapServers"] == _settings(rendered)["KAFKA_BOOTSTRAP_SERVERS"]
             assert t["authenticationRef"]["name"] in _of(rendered, "TriggerAuthentication")
-    assert set(scaled) <= set(SERVICES) - {"matching"}
+    assert set(scaled) <= set(SERVICES) - {"matching", "intake"}
 
 
 # ---- Kafka -----------------------------------------------------------------------------------
@@ -243,11 +264,14 @@ def test_kafka_is_kraft_three_brokers_rf3_min_isr2_tls_scram(rendered):
 
 
 def test_kafka_topics_are_the_generated_ones_and_match_topics_json(rendered):
+    shards = _intake_shards(rendered)
     committed = (K8S / "kafka" / "topics.yaml").read_text(encoding="utf-8")
-    assert committed == kafka_topics_yaml(list(_topics().values())), "run `make k8s-topics`"
+    assert committed == kafka_topics_yaml(list(_topics().values()), shards), \
+        f"run `python -m deploy.k8s_topics --intake-shards {shards} > deploy/k8s/kafka/topics.yaml`"
     topics = {t["spec"]["topicName"]: t["spec"] for t in _of(rendered, "KafkaTopic").values()}
     assert set(topics) == set(_topics())
-    for name, spec in _topics().items():
+    for spec in with_intake_shards(list(_topics().values()), shards):
+        name = spec["name"]
         assert topics[name]["partitions"] == spec["partitions"], name
         assert topics[name]["replicas"] == 3, name
         assert topics[name]["config"] == spec["config"], name
@@ -269,6 +293,10 @@ def test_each_service_logs_in_as_itself_and_reads_only_its_topics_and_group(rend
         assert set(grants) <= {"Read", "Write", "Describe"}, name
     keda = users["oioo-keda"]["spec"]["authorization"]["acls"]
     assert {op for acl in keda for op in acl["operations"]} == {"Describe"}
+    # only the groups KEDA scales, and their topics
+    triggers = [t["metadata"] for so in _of(rendered, "ScaledObject").values() for t in so["spec"]["triggers"]]
+    assert {(a["resource"]["type"], a["resource"]["name"]) for a in keda} == \
+        {("group", t["consumerGroup"]) for t in triggers} | {("topic", t["topic"]) for t in triggers}
 
 
 # ---- Redis -----------------------------------------------------------------------------------
@@ -297,10 +325,74 @@ def test_every_setting_a_service_pod_is_given_is_one_the_services_read(rendered)
     read = {name for path in (ROOT / "shared").glob("*.py") for name in _READ.findall(path.read_text())}
     assert {"KAFKA_USERNAME", "KAFKA_PASSWORD", "REDIS_URL"} <= read  # the scan finds them
     configmaps = _of(rendered, "ConfigMap")
-    for name, dep in _of(rendered, "Deployment").items():
+    for name, dep in _services(rendered).items():
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         given = {e["name"] for e in c["env"]}
         for source in c.get("envFrom", []):
             given |= set(configmaps[source["configMapRef"]["name"]]["data"])
         # a name the code does not read is a setting silently not applied (a Kafka login, a CA)
         assert given <= read, (name, sorted(given - read))
+
+
+# ---- intake in shards ------------------------------------------------------------------------
+def _effective_env(rendered, workload: dict) -> dict[str, object]:
+    """What a pod's container is given, as the kubelet resolves it: envFrom first, env over it."""
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    configmaps = _of(rendered, "ConfigMap")
+    given: dict[str, object] = {}
+    for source in c.get("envFrom", []):
+        given.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for e in c.get("env", []):
+        given[e["name"]] = e.get("value", e.get("valueFrom"))
+    return given
+
+
+def test_intake_runs_in_shards_an_active_pod_and_a_standby_per_shard(rendered, monkeypatch):
+    shards = _intake_shards(rendered)
+    assert shards >= 1
+    # what `make k8s-topics` renders the accepted topic for
+    assert deploy.k8s_topics.INTAKE_SHARDS == shards, "deploy/k8s_topics.py INTAKE_SHARDS != the kustomization's"
+
+    # A StatefulSet (stable pod indexes), two pods per shard, governed by a headless Service.
+    assert "intake" not in _of(rendered, "Deployment")
+    sts = _of(rendered, "StatefulSet")["intake"]["spec"]
+    assert sts["replicas"] == 2 * shards
+    assert sts["podManagementPolicy"] == "Parallel"
+    assert sts["updateStrategy"]["type"] == "RollingUpdate"
+    service = _of(rendered, "Service")[sts["serviceName"]]["spec"]
+    assert service["clusterIP"] == "None"
+    assert service["selector"].items() <= sts["template"]["metadata"]["labels"].items()
+    assert service["selector"] == sts["selector"]["matchLabels"]
+    # a drain never takes both pods of a shard at once
+    (pdb,) = [p["spec"] for p in _of(rendered, "PodDisruptionBudget").values()
+              if p["spec"]["selector"]["matchLabels"] == sts["selector"]["matchLabels"]]
+    assert pdb["maxUnavailable"] == 1
+
+    # Each pod learns its shard from its index; no fixed SERVICE_SHARD puts them all in one.
+    env = _effective_env(rendered, _of(rendered, "StatefulSet")["intake"])
+    assert env["POD_INDEX"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
+    assert "SERVICE_SHARD" not in env
+    pods_of = defaultdict(list)
+    for index in range(sts["replicas"]):
+        monkeypatch.delenv("SERVICE_SHARD", raising=False)
+        monkeypatch.setenv("INTAKE_SHARDS", str(env["INTAKE_SHARDS"]))
+        monkeypatch.setenv("POD_INDEX", str(index))
+        settings = Settings.from_env()
+        assert settings.intake_shards == shards
+        pods_of[settings.shard].append(index)
+    assert pods_of == {k: [k, k + shards] for k in range(shards)}  # pods k and k+N: shard k
+
+    # The accepted events' topic has a partition per shard.
+    (accepted,) = [t["spec"] for t in _of(rendered, "KafkaTopic").values() if t["spec"]["topicName"] == INTAKE_ACCEPTED]
+    assert accepted["partitions"] == shards
+
+    # Intake and enforcement are given the same count, from the one ConfigMap (envFrom), which
+    # no env entry of theirs overrides.
+    configmaps = _of(rendered, "ConfigMap")
+    workloads = _services(rendered)
+    for name in ("intake", "enforcement"):
+        (c,) = workloads[name]["spec"]["template"]["spec"]["containers"]
+        assert any(configmaps[source["configMapRef"]["name"]]["data"].get("INTAKE_SHARDS") == str(shards)
+                   for source in c.get("envFrom", [])), name
+        assert "INTAKE_SHARDS" not in {e["name"] for e in c.get("env", [])}, name
+        assert _effective_env(rendered, workloads[name])["INTAKE_SHARDS"] == str(shards), name
