@@ -47,8 +47,9 @@ chaos: $(STAMP)
 	$(PY) -m deploy.chaos $(CHAOS_ARGS)
 
 # STANDBY=1: a second instance of every service (intake-2, ...), a hot standby.
+# INTAKE_SHARDS=2: intake in two shards (intake, intake-s1; shared/shards.py).
 up: $(STAMP)
-	$(PY) -m deploy.stack up $(if $(filter-out 0 no false,$(STANDBY)),--standby)
+	$(PY) -m deploy.stack up $(if $(filter-out 0 no false,$(STANDBY)),--standby) $(if $(INTAKE_SHARDS),--intake-shards $(INTAKE_SHARDS))
 
 down: $(STAMP)
 	$(PY) -m deploy.stack down
