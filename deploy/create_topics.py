@@ -4,7 +4,8 @@ Why a script rather than broker auto-creation: partition counts carry meaning (i
 have one partition, so every service reads one totally ordered log) and the bans topic must be
 compacted. It reads deploy/topics.json (generated from shared.topics), waits for the broker,
 creates what is missing, and fails if an existing topic has another partition count. With
-INTAKE_SHARDS set, the accepted events' topic has that many partitions (shared/shards.py).
+INTAKE_SHARDS (ENFORCEMENT_SHARDS) set, the accepted (screened) events' topic has that many
+partitions (shared/shards.py).
 """
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from pathlib import Path
 from deploy.embedded import ensure_topics, wait_for_kafka
 from shared.security import check_production, kafka_client_options
 from shared.settings import Settings
-from shared.topics import INTAKE_ACCEPTED
+from shared.topics import ENFORCEMENT_SCREENED, INTAKE_ACCEPTED
 
 
-def with_intake_shards(specs: list[dict], intake_shards: int) -> list[dict]:
-    """Intake in shards writes one partition of the accepted events per shard (shared/shards.py)."""
-    return [{**spec, "partitions": intake_shards} if spec["name"] == INTAKE_ACCEPTED and intake_shards > 1 else spec
-            for spec in specs]
+def with_shards(specs: list[dict], intake_shards: int = 1, enforcement_shards: int = 1) -> list[dict]:
+    """Intake and enforcement in shards write one partition of their output per shard
+    (shared/shards.py)."""
+    wider = {INTAKE_ACCEPTED: intake_shards, ENFORCEMENT_SCREENED: enforcement_shards}
+    return [{**spec, "partitions": wider[spec["name"]]} if wider.get(spec["name"], 1) > 1 else spec for spec in specs]
 
 
 async def run(bootstrap: str, specs: list[dict], wait: float, replication_factor: int) -> None:
@@ -34,7 +36,7 @@ async def run(bootstrap: str, specs: list[dict], wait: float, replication_factor
     check_production(settings, redis=False)
     options = kafka_client_options(settings)
     await wait_for_kafka(bootstrap, timeout=wait, client_options=options)
-    await ensure_topics(bootstrap, with_intake_shards(specs, settings.intake_shards), replication_factor=replication_factor, config_fallback=False,
+    await ensure_topics(bootstrap, with_shards(specs, settings.intake_shards, settings.enforcement_shards), replication_factor=replication_factor, config_fallback=False,
                         client_options=options)
 
 

@@ -449,13 +449,9 @@ def instance_names(service: str, standby: bool = False) -> list[str]:
     return [service, f"{service}-2"] if standby else [service]
 
 
-SHARDED = "intake"  # the service that can run in shards
-
-
 def plan_names(service: str, standby: bool = False, shards: int = 1) -> list[tuple[str, int]]:
     """Each instance's name and shard: `intake`, `intake-2` (its standby), `intake-s1`, ..."""
-    count = shards if service == SHARDED else 1
-    return [(name, k) for k in range(count)
+    return [(name, k) for k in range(shards)
             for name in instance_names(service if k == 0 else f"{service}-s{k}", standby)]
 
 
@@ -577,6 +573,7 @@ class EmbeddedStack:
                  redis_url: str | None = None, flush_redis: bool = False,
                  keys_file: Path = DEV_KEYS_FILE, detach: bool = False, ready_timeout: float = 60.0,
                  standby: bool = False, supervise: bool = True, intake_shards: int = 1,
+                 enforcement_shards: int = 1,
                  on_spawn: Callable[[ServiceProcess], None] | None = None):
         self.run_dir = Path(run_dir).resolve()
         self.service_names = tuple(services)
@@ -587,6 +584,8 @@ class EmbeddedStack:
         self.ready_timeout = ready_timeout
         self.standby = standby
         self.intake_shards = intake_shards
+        self.enforcement_shards = enforcement_shards
+        self.shards = {"intake": intake_shards, "enforcement": enforcement_shards}  # shared/shards.py
         self.supervise = supervise
         self.on_spawn = on_spawn
         self.broker: Broker | None = None
@@ -662,12 +661,13 @@ class EmbeddedStack:
             finally:
                 client.close()
         self.broker = await start_broker_async(self.log_path("broker"), detach=self.detach, timeout=timeout,
-                                               topics=catalogue(self.intake_shards))
+                                               topics=catalogue(self.intake_shards, self.enforcement_shards))
 
     # -- instances
     def plan_instances(self, health_ports: Mapping[str, int] | None = None) -> dict[str, Instance]:
         """Name every instance and give each a health port (given, else free right now)."""
-        names = [(n, s, k) for s in self.service_names for n, k in plan_names(s, self.standby, self.intake_shards)]
+        names = [(n, s, k) for s in self.service_names
+                 for n, k in plan_names(s, self.standby, self.shards.get(s, 1))]
         ports = dict(health_ports or {})
         fresh = iter(free_ports(sum(1 for n, _, _ in names if n not in ports)))
         self.instances = {n: Instance(n, s, ports[n] if n in ports else next(fresh), k) for n, s, k in names}
@@ -677,8 +677,9 @@ class EmbeddedStack:
         inst = self.instances[name]
         env = service_env(self.bootstrap, self.redis_url, self.ready_path(name), self.keys_file,
                           instance=name, health_port=inst.health_port)
-        if self.intake_shards > 1:
-            env.update(INTAKE_SHARDS=str(self.intake_shards), SERVICE_SHARD=str(inst.shard))
+        if self.intake_shards > 1 or self.enforcement_shards > 1:
+            env.update(INTAKE_SHARDS=str(self.intake_shards), ENFORCEMENT_SHARDS=str(self.enforcement_shards),
+                       SERVICE_SHARD=str(inst.shard))
         with self._lock:
             svc = start_service(inst.service, env, self.log_path(name), detach=self.detach, instance=name)
             self._stopped.discard(name)

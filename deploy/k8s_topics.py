@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from deploy.create_topics import with_intake_shards
+from deploy.create_topics import with_shards
 
 CLUSTER = "oioo-kafka"
 REPLICAS = 3
@@ -38,7 +38,7 @@ def kafka_topics_yaml(specs: list[dict], intake_shards: int = INTAKE_SHARDS) -> 
         f"# and --intake-shards {intake_shards}: internal.intake.accepted.v1 has a partition per intake shard.",
         "# Do not edit: change shared/topics.py, then `make topics-json k8s-topics`.",
     ]
-    for spec in with_intake_shards(specs, intake_shards):
+    for spec in with_shards(specs, intake_shards):
         lines += [
             "---",
             "apiVersion: kafka.strimzi.io/v1",

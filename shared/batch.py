@@ -83,9 +83,13 @@ class Service(ABC):
     # FETCH_MAX_WAIT_MS (shared/settings.py). A merged input (intake) keeps the usual waits: its
     # fetch names many partitions, and short holds would cost the broker dearly.
     prompt: bool = False
-    # A service that can run in shards (intake, shared/shards.py) names the output each shard
-    # writes to a partition of its own, and after which it writes a MARK when caught up.
+    # A service that can run in shards (intake, enforcement: shared/shards.py) names the setting
+    # that counts them, the output each shard writes to a partition of its own (and a MARK after
+    # it when caught up), and whether each shard reads every input partition and keeps what is
+    # its own (enforcement, by person) rather than its share of the partitions (intake).
+    shards_setting: str | None = None
     sharded_output: str | None = None
+    reads_every_partition: bool = False
     # Inputs written by shards: their partitions are merged (order_key), and one counts as
     # caught up only while the last record read there is a shard's MARK.
     marked_inputs: tuple[str, ...] = ()

@@ -103,11 +103,12 @@ class Runner(BatchLoop):
     def __init__(self, service: Service, settings: Settings, redis: Redis | None = None):
         self.service = service
         self.settings = settings
-        # intake may run in shards (shared/shards.py): each its own writer, state and partitions
-        self.shard = Shard(settings.shard, settings.intake_shards) if service.sharded_output else Shard()
+        # intake and enforcement may run in shards (shared/shards.py): each its own writer and state
+        self.shard = Shard.of(settings, getattr(settings, service.shards_setting)) if service.shards_setting else Shard()
         namespace = self.shard.namespace(service.name)
         self.instance = settings.instance or namespace
-        self.group_id = f"oioo-{service.name}"
+        # a shard that reads every partition reads them in a group of its own
+        self.group_id = f"oioo-{namespace if service.reads_every_partition else service.name}"
         self.producer_name = f"oioo-{service.name}"
         self.redis = redis or redis_client.connect(settings)  # REDIS_URL, or the Sentinels' primary
         self.store = RecordStore(self.redis, namespace)
@@ -137,7 +138,7 @@ class Runner(BatchLoop):
             log_level=logging.DEBUG,
             security=broker_security(settings),
         )
-        places = self.shard.places(service.input_topics) if self.shard.split else None
+        places = self.shard.places(service.input_topics) if self.shard.split and not service.reads_every_partition else None
         # a shard is given its partitions; otherwise the group shares the topics' out
         inputs = {"partitions": [TopicPartition(t, p, declare=False) for t, p in places]} if places else {}
         self.subscriber = self.broker.subscriber(

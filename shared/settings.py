@@ -20,14 +20,6 @@ def _retention(text: str) -> int:
     return days
 
 
-def _shard() -> int:
-    if os.environ.get("SERVICE_SHARD"):
-        return int(os.environ["SERVICE_SHARD"])
-    if os.environ.get("POD_INDEX"):
-        return int(os.environ["POD_INDEX"]) % int(_env("INTAKE_SHARDS", "1"))
-    return 0
-
-
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -88,12 +80,15 @@ class Settings:
     heap_trim_threshold_bytes: int = 0
     # one fenced writer per service: the instance's name, its lease, its health endpoint
     instance: str | None = None
-    # intake in shards (shared/shards.py): how many, and which one this instance runs
-    # (SERVICE_SHARD; else a StatefulSet pod's POD_INDEX modulo the count, so pods k and k+N are
-    # shard k's active and standby). Intake and enforcement must be given the same count, and
-    # internal.intake.accepted.v1 as many partitions (deploy/create_topics.py reads it too).
+    # intake and enforcement in shards (shared/shards.py): how many of each, and which one this
+    # instance runs (SERVICE_SHARD; else a StatefulSet pod's POD_INDEX modulo the count, so pods
+    # k and k+N are shard k's active and standby). The services on either side of a topic must
+    # be given the same counts, and the topics as many partitions (deploy/create_topics.py
+    # reads them too).
     intake_shards: int = 1
-    shard: int = 0
+    enforcement_shards: int = 1
+    shard: int | None = None
+    pod_index: int | None = None
     lease_ttl_ms: int = 5000
     health_host: str = "127.0.0.1"
     health_port: int | None = None
@@ -165,7 +160,9 @@ class Settings:
             max_produce_batch_bytes=int(_env("PRODUCER_MAX_BATCH_BYTES", str(d.max_produce_batch_bytes))),
             instance=os.environ.get("SERVICE_INSTANCE") or None,
             intake_shards=int(_env("INTAKE_SHARDS", str(d.intake_shards))),
-            shard=_shard(),
+            enforcement_shards=int(_env("ENFORCEMENT_SHARDS", str(d.enforcement_shards))),
+            shard=int(os.environ["SERVICE_SHARD"]) if os.environ.get("SERVICE_SHARD") else None,
+            pod_index=int(os.environ["POD_INDEX"]) if os.environ.get("POD_INDEX") else None,
             lease_ttl_ms=int(_env("LEASE_TTL_MS", str(d.lease_ttl_ms))),
             health_host=_env("HEALTH_HOST", d.health_host),
             health_port=int(os.environ["HEALTH_PORT"]) if os.environ.get("HEALTH_PORT") else None,

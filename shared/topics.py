@@ -101,12 +101,14 @@ TOPICS: tuple[TopicSpec, ...] = (
 TOPICS_BY_NAME = {t.name: t for t in TOPICS}
 
 
-def catalogue(intake_shards: int = 1) -> tuple[TopicSpec, ...]:
-    """The topics for a deployment with intake in `intake_shards` shards: each shard writes its
-    own partition of the accepted events (shared/shards.py); everything else as TOPICS."""
-    if intake_shards == 1:
+def catalogue(intake_shards: int = 1, enforcement_shards: int = 1) -> tuple[TopicSpec, ...]:
+    """The topics for a deployment with intake and enforcement in shards: each shard writes its
+    own partition of its output (shared/shards.py); everything else as TOPICS."""
+    wider = {name: n for name, n in ((INTAKE_ACCEPTED, intake_shards), (ENFORCEMENT_SCREENED, enforcement_shards))
+             if n > 1}
+    if not wider:
         return TOPICS
-    return tuple(replace(t, partitions=intake_shards) if t.name == INTAKE_ACCEPTED else t for t in TOPICS)
+    return tuple(replace(t, partitions=wider[t.name]) if t.name in wider else t for t in TOPICS)
 
 
 def topics_json() -> str:

@@ -15,11 +15,11 @@ Phases, each on a fresh embedded stack where it says so:
    which pair with the backlog); then the commit script with one quota change against INCR.
    Before it, `latency` runs the same steady load on a fresh stack (`fresh_*` keys): live
    traffic without the history in the broker's log and the services' state.
-3. stack C: the same replay scaled out: intake in two shards (shared/shards.py), each with a
-   standby, and two instances of every other service, of which only the lease holder consumes
-   (matching is one writer by design; enforcement merges the shards' outputs). Both shards
-   share the machine's two cores with the rest, so this measures sharding's cost and its
-   correctness (the same pairs), not more speed.
+3. stack C: the same replay scaled out: intake and enforcement in two shards each
+   (shared/shards.py), every shard with a standby, and two instances of matching and transfer,
+   of which only the lease holder consumes (matching is one writer by design, and merges
+   enforcement's shards' outputs). The shards share the machine's two cores with the rest, so
+   this measures sharding's cost and its correctness (the same pairs), not more speed.
 
 Env BENCH_ARRIVALS is the default of --arrivals (the history's 192,633); BENCH_LATENCY_SECONDS
 (30), BENCH_TIMEOUT (3600 s per wait). Nothing here asserts a timing.
@@ -162,7 +162,7 @@ async def replay(stack: EmbeddedStack, recs: list[Signed], label: str, limit: fl
     # outbound topics while the clock runs, and takes CPU from the house it is measuring.
     col = Collector(stack.bootstrap, (T.OPS_AUDIT, T.LIAISON_UK_RETURN_REQUESTS,
                                                           T.OPS_DEAD_LETTERS))
-    barrier = measure.Settled(stack.bootstrap)
+    barrier = measure.Settled(stack.bootstrap, measure.groups_of(stack))
     await barrier.start()
     collecting = False
     try:
@@ -313,11 +313,12 @@ async def phase_latency(run_dir: Path, keyring: Keyring, args) -> dict:
 
 
 async def phase_scaleout(run_dir: Path, recs: list[Signed], arrivals: int, paired: set | None, args) -> dict:
-    stack = EmbeddedStack(run_dir / "scaleout", standby=True, intake_shards=SCALEOUT_SHARDS)
+    stack = EmbeddedStack(run_dir / "scaleout", standby=True, intake_shards=SCALEOUT_SHARDS,
+                          enforcement_shards=SCALEOUT_SHARDS)
     try:
         await stack.start_async()
-        seconds, out = await replay(stack, recs, f"scale-out replay (intake in {SCALEOUT_SHARDS} shards, standbys)",
-                                    args.timeout)
+        seconds, out = await replay(stack, recs, f"scale-out replay (intake and enforcement in {SCALEOUT_SHARDS} "
+                                    "shards, standbys)", args.timeout)
     finally:
         await close_probes()
         await stack.stop_async()
@@ -326,10 +327,10 @@ async def phase_scaleout(run_dir: Path, recs: list[Signed], arrivals: int, paire
     say(f"scale-out: {seconds:.1f}s; same pairs as the single-instance replay: {same}")
     return {"scaleout_replay_seconds": round(seconds, 2), "scaleout_replay_rate": round(arrivals / seconds, 1),
             "scaleout_pairs": len(mine), "scaleout_same_pairs": same, "scaleout_pairs_differing": None if paired is None else len(mine ^ paired),
-            "scaleout_intake_shards": SCALEOUT_SHARDS,
-            "scaleout_note": f"intake in {SCALEOUT_SHARDS} shards, each with a standby; two instances of every other "
-                             "service, of which the lease holder consumes (matching is one writer by design); one "
-                             "2-core machine for all of them"}
+            "scaleout_intake_shards": SCALEOUT_SHARDS, "scaleout_enforcement_shards": SCALEOUT_SHARDS,
+            "scaleout_note": f"intake and enforcement in {SCALEOUT_SHARDS} shards each, every shard with a standby; two "
+                             "instances of matching and transfer, of which the lease holder consumes (matching is "
+                             "one writer by design); one 2-core machine for all of them"}
 
 
 def table(f: dict) -> str:
@@ -350,8 +351,9 @@ def table(f: dict) -> str:
         *[(f"peak RSS {s}", f"{mb:.0f} MB (end of replay {f['rss_end_mb'].get(s, 0):.0f}, "
                             f"later {f['rss_later_mb'].get(s, 0):.0f})", TARGETS["peak_rss_mb"])
           for s, mb in f["peak_rss_mb"].items()],
-        ("scale-out replay", f"{f['scaleout_replay_seconds']:.1f} s (intake in {f.get('scaleout_intake_shards', 1)} "
-                             f"shards, standbys); same pairs: {f['scaleout_same_pairs']}", ""),
+        ("scale-out replay", f"{f['scaleout_replay_seconds']:.1f} s (intake and enforcement in "
+                             f"{f.get('scaleout_intake_shards', 1)} shards, standbys); same pairs: "
+                             f"{f['scaleout_same_pairs']}", ""),
     ]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'measure':{width}}  {'result':62}  target"]

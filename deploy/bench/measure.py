@@ -66,7 +66,15 @@ async def ceiling(bootstrap: str, values: list[bytes], partitions: int = 6) -> d
 
 async def _tps(bootstrap: str, group: str) -> list[TopicPartition]:
     probe = await _probe(bootstrap)
-    return [tp for t in GROUP_INPUTS[group] for tp in await probe.tps(t)]
+    # a shard of enforcement reads every input in a group of its own: oioo-enforcement-s1, ...
+    inputs = GROUP_INPUTS.get(group) or GROUP_INPUTS[group.rsplit("-s", 1)[0]]
+    return [tp for t in inputs for tp in await probe.tps(t)]
+
+
+def groups_of(stack) -> tuple[str, ...]:
+    """Every consumer group of an embedded stack: the services', and one per shard of enforcement
+    past the first (shared/shards.py)."""
+    return (*GROUP_INPUTS, *(f"oioo-enforcement-s{k}" for k in range(1, stack.enforcement_shards)))
 
 
 async def alone_rate(bootstrap: str, group: str, limit: float, since: float, interval: float = 0.1) -> dict:

@@ -10,6 +10,7 @@ whose arrival is not indexed yet; "meta" -> {"now": ...}.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -20,13 +21,14 @@ from services.enforcement import rules
 from services.enforcement.index import Rebuild
 from services.enforcement.order import accepted_order
 from shared import topics
-from shared.events.in_house import read_accepted
+from shared.events.in_house import Accepted, read_accepted
 from shared.events.inbound import subject_of
 from shared.events.internal import Instruction
 from shared.events.outbound import AsylumBanRecorded, Decision
 from shared.ids import derived_id
 from shared.runtime import BatchContext, Runner, Service
 from shared.settings import Settings
+from shared.shards import Shard, bucket_of
 from shared.state import Snapshot
 
 log = logging.getLogger("oioo.enforcement")
@@ -40,11 +42,18 @@ class Enforcement(Service):
     input_topics = (topics.INTAKE_ACCEPTED, topics.MATCHING_INSTRUCTIONS)
     prompt = True  # between an arrival and its first Decision: short hops (shared/settings.py)
     output_topics = (topics.ENFORCEMENT_SCREENED, topics.ENFORCEMENT_BANS, topics.OPS_AUDIT)
+    # enforcement can run in shards, each its own people (shared/shards.py)
+    shards_setting = "enforcement_shards"
+    sharded_output = topics.ENFORCEMENT_SCREENED
+    reads_every_partition = True
 
-    def __init__(self, intake_shards: int = 1) -> None:
-        if intake_shards > 1:
-            # the shards' partitions are merged back into one intake's order (shared/shards.py)
+    def __init__(self, intake_shards: int = 1, shard: Shard = Shard()) -> None:
+        self.shard = shard
+        if intake_shards > 1 or shard.split:
+            # intake's shards' partitions are merged back into one intake's order, and a shard of
+            # enforcement keeps that order for matching (shared/shards.py)
             self.order_key = accepted_order
+        if intake_shards > 1:
             self.marked_inputs = (topics.INTAKE_ACCEPTED,)
         self.restore(Snapshot(0, {}, set(), {}, {}))
 
@@ -65,6 +74,8 @@ class Enforcement(Service):
 
     # ---- accepted events -> screened events ------------------------------------------------
     def _screen(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
+        if self.shard.split and not self.shard.owns(bucket_in(rec.value)):
+            return  # another shard's person (or, with no biometric, shard 0's event)
         # Intake wrote it, so an unreadable one is our own bug: raising dead-letters it
         # (processing_error) without quoting the value.
         accepted = read_accepted(rec.value or b"")  # the envelope and its event, validated once
@@ -72,11 +83,13 @@ class Enforcement(Service):
         if not ctx.first_time(str(event.event_id), event.occurred_at):
             return
         self._advance(event.occurred_at, ctx)
-        screening = rules.NOTHING_KNOWN
+        screening, bucket = rules.NOTHING_KNOWN, None
         if event.event_type in rules.INDEXED:
             screening = self._index(event, ctx)
+            if self.shard.split:  # matching carries it onto a RecordBan: the person's shard
+                bucket = bucket_of(bytes.fromhex(event.biometric_id))
         ctx.emit(topics.ENFORCEMENT_SCREENED, subject_of(event),
-                 screened_json(accepted.source_topic, accepted.document, screening))
+                 screened_json(accepted, screening, bucket))
         if event.event_type == "ArrivalRecorded":
             self._release_pending(event.arrival_id, ctx)
 
@@ -106,6 +119,8 @@ class Enforcement(Service):
         instruction = Instruction.model_validate_json(rec.value or b"")
         if instruction.kind != RECORD_BAN:
             return  # transfer's
+        if self.shard.split and not self._mine(instruction):
+            return
         order = rules.ban_order(instruction)  # raises on a RecordBan it cannot act on: dead-lettered
         if not ctx.first_time(instruction.instruction_id, order.occurred_at):
             return
@@ -120,6 +135,14 @@ class Enforcement(Service):
                             {"instructions": [i.model_dump() for i in waiting]})
             return
         self._ban(order, ctx)
+
+    def _mine(self, instruction: Instruction) -> bool:
+        """A shard's ban: by the person's bucket, which matching carried from the screened arrival;
+        a ban without one (its arrival screened before enforcement ran in shards) is the shard's
+        that knows the arrival, and no shard waits for it."""
+        if instruction.person_bucket is not None:
+            return self.shard.owns(instruction.person_bucket)
+        return instruction.arrival_id is not None and self.index.owner(instruction.arrival_id) is not None
 
     def _release_pending(self, arrival_id: str, ctx: BatchContext) -> None:
         waiting = self.pending.pop(arrival_id, None)
@@ -191,21 +214,36 @@ class Restore:
 
 
 _NOT_FORWARDED = frozenset({"biometric_id"})  # matching needs the ids, never the biometric: it stays here
+_BIOMETRIC = re.compile(rb'"biometric_id":"([0-9A-Fa-f]{2,256})"')
 
 
-def screened_json(source_topic: str, event: dict, screening: rules.Screening) -> bytes:
-    """The ScreenedEvent for matching, as JSON: the same bytes as
-    `ScreenedEvent(source_topic=..., event=<event less its biometric>, screening=Screening(...))
-    .model_dump_json()`, without building and validating the model per event."""
+def bucket_in(value: bytes | None) -> int | None:
+    """The bucket of the biometric an accepted envelope names (None: it names none, or none that
+    reads as hex; such an event is shard 0's, which dead-letters it if it cannot be read).
+    Intake wrote the envelope compactly, so a biometric is `"biometric_id":"<hex>"`."""
+    found = _BIOMETRIC.search(value or b"")
+    if found is None or len(found.group(1)) % 2:
+        return None
+    return bucket_of(bytes.fromhex(found.group(1).decode("ascii")))
+
+
+def screened_json(accepted: Accepted, screening: rules.Screening, bucket: int | None = None) -> bytes:
+    """The ScreenedEvent for matching, as JSON: the same bytes as `ScreenedEvent(source_topic=...,
+    source_partition=..., source_offset=..., event=<event less its biometric>,
+    screening=Screening(..., person_bucket=bucket)).model_dump_json()`, without building and
+    validating the model per event."""
     return b"".join((
-        b'{"source_topic":', to_json(source_topic),
-        b',"event":', to_json(event, exclude=_NOT_FORWARDED, inf_nan_mode="null"),
+        b'{"source_topic":', to_json(accepted.source_topic),
+        b',"source_partition":', to_json(accepted.source_partition),
+        b',"source_offset":', to_json(accepted.source_offset),
+        b',"event":', to_json(accepted.document, exclude=_NOT_FORWARDED, inf_nan_mode="null"),
         b',"screening":{"arrival_ids":', to_json(screening.arrival_ids),
         b',"application_ids":', to_json(screening.application_ids),
-        b',"report_ids":', to_json(screening.report_ids), b"}}",
+        b',"report_ids":', to_json(screening.report_ids),
+        b',"person_bucket":', to_json(bucket), b"}}",
     ))
 
 
 def build(settings: Settings | None = None) -> Runner:
     settings = settings or Settings.from_env()
-    return Runner(Enforcement(settings.intake_shards), settings)
+    return Runner(Enforcement(settings.intake_shards, Shard.of(settings, settings.enforcement_shards)), settings)

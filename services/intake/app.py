@@ -27,7 +27,9 @@ class Intake(Service):
     name = "intake"
     input_topics = topics.INBOUND_TOPICS
     output_topics = (topics.INTAKE_ACCEPTED, topics.INTAKE_PARTICULARS, topics.OPS_DEAD_LETTERS, topics.OPS_ALERTS)
-    sharded_output = topics.INTAKE_ACCEPTED  # intake can run in shards (shared/shards.py)
+    # intake can run in shards, each its share of the partitions (shared/shards.py)
+    shards_setting = "intake_shards"
+    sharded_output = topics.INTAKE_ACCEPTED
 
     def __init__(self, keyring: Keyring):
         self.keyring = keyring

@@ -19,6 +19,7 @@ from services.matching.loading import Loading
 from services.matching.repository import Repository
 from services.matching.week import Week
 from shared import topics
+from shared.event_time import Order, source_order
 from shared.events.in_house import read_screened
 from shared.ids import derived_id_str
 from shared.runtime import BatchContext, Runner, Service
@@ -48,6 +49,10 @@ class Matching(Service):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.exchange = Exchange(settings)
+        if settings.enforcement_shards > 1:
+            # enforcement's shards' partitions, merged back into one intake's order (shared/shards.py)
+            self.order_key = screened_order
+            self.marked_inputs = (topics.ENFORCEMENT_SCREENED,)
 
     def figures(self) -> list[tuple[str, dict[str, str], float]]:
         """This week's pairs and room, open blockers by reason, holds: for the metrics."""
@@ -140,6 +145,10 @@ class Restore:
 
     def finish(self, snapshot: Snapshot) -> None:
         self._exchange.adopt(self._loading.finish(snapshot.quota))
+
+
+def screened_order(rec: ConsumerRecord) -> Order:
+    return source_order(rec.value)
 
 
 def build(settings: Settings | None = None) -> Runner:

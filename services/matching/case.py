@@ -36,6 +36,7 @@ class Case(Record):
     on_hold: bool = False
     closed_reason: str | None = None
     last_reasons: list[str] = field(default_factory=list)
+    person_bucket: int | None = None  # enforcement's shard of the person (shared/shards.py), for its bans
 
     # ---- what the rules see
     def facts(self, scheme_start: date) -> rules.CaseFacts:

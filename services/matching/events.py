@@ -124,6 +124,7 @@ class BanOrdered(Instruction):
     name: ClassVar[str] = "RecordBan"
     arrival_id: str
     returned_request_id: str
+    person_bucket: int | None = None  # the shard of enforcement that holds the person
 
     @property
     def subject(self) -> str:

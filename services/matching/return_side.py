@@ -24,7 +24,7 @@ def arrival_recorded(x: "Exchange", e: ev.ArrivalInHouse, s: Screening) -> None:
         return
     case = Case(
         arrival_id=e.arrival_id, landed_at=e.landed_at, recorded_at=e.occurred_at, departed_from=e.departed_from,
-        claimed_minor=e.claimed_minor, asylum_claimed=e.asylum_claimed,
+        claimed_minor=e.claimed_minor, asylum_claimed=e.asylum_claimed, person_bucket=s.person_bucket,
     )
     x.repo.cases[case.arrival_id] = case
     x.repo.touch(f"case:{case.arrival_id}")
@@ -54,7 +54,8 @@ def reentry(x: "Exchange", later: Case, request_id: str, executed_at: datetime) 
     x.alert("reentry_detected", "warning", later.arrival_id,
             "A person returned under the scheme has arrived again: asylum ban, returned first")
     x.decide(later.arrival_id, "reentry_detected", ["returned_earlier", f"request_{request_id}"])
-    x.order(BanOrdered(arrival_id=later.arrival_id, returned_request_id=request_id))
+    x.order(BanOrdered(arrival_id=later.arrival_id, returned_request_id=request_id,
+                       person_bucket=later.person_bucket))
 
 
 def rejudge_later_arrivals(x: "Exchange", returned: Case) -> None:

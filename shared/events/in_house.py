@@ -23,12 +23,15 @@ from shared.events.internal import AcceptedEvent, ScreenedEvent, Screening
 
 _NOTHING_KNOWN = Screening()  # shared, as enforcement shares its own: frozen, and only read
 _NOTHING_KNOWN_JSON = _NOTHING_KNOWN.model_dump()
+_WHERE = (int, type(None))  # a screened event's source partition and offset, as the fast path takes them
 
 
 class Accepted(NamedTuple):
     """What enforcement reads: the event as intake forwarded it (`document`) and validated."""
 
     source_topic: str
+    source_partition: int
+    source_offset: int
     document: dict
     event: Event
 
@@ -56,9 +59,11 @@ def read_accepted(raw: bytes) -> Accepted:
             and type(doc.get("source_partition")) is int and type(doc.get("source_offset")) is int
             and type(doc.get("event")) is dict):
         document = doc["event"]
-        return Accepted(doc["source_topic"], document, ANY_IN_HOUSE.validate_python(document))
+        return Accepted(doc["source_topic"], doc["source_partition"], doc["source_offset"], document,
+                        ANY_IN_HOUSE.validate_python(document))
     envelope = AcceptedEvent.model_validate_json(raw)
-    return Accepted(envelope.source_topic, envelope.event, ANY_IN_HOUSE.validate_python(envelope.event))
+    return Accepted(envelope.source_topic, envelope.source_partition, envelope.source_offset, envelope.event,
+                    ANY_IN_HOUSE.validate_python(envelope.event))
 
 
 def read_screened(raw: bytes, prepare: Callable[[dict], dict] = dict) -> Screened:
@@ -66,7 +71,8 @@ def read_screened(raw: bytes, prepare: Callable[[dict], dict] = dict) -> Screene
     `prepare(a copy of its event)` (what the reader fills in before validating)."""
     doc = _parsed(raw)
     if (type(doc) is dict and type(doc.get("source_topic")) is str and type(doc.get("event")) is dict
-            and len(doc) == (3 if "screening" in doc else 2)):
+            and type(doc.get("source_partition")) in _WHERE and type(doc.get("source_offset")) in _WHERE
+            and len(doc) == 2 + ("screening" in doc) + ("source_partition" in doc) + ("source_offset" in doc)):
         screening = doc.get("screening", _NOTHING_KNOWN)
         if screening == _NOTHING_KNOWN_JSON:  # the usual case, a screening that knows nothing
             screening = _NOTHING_KNOWN

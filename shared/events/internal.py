@@ -37,6 +37,9 @@ class Screening(BaseModel):
     arrival_ids: list[str] = []
     application_ids: list[str] = []
     report_ids: list[str] = []
+    # enforcement in shards (shared/shards.py): the person's bucket, which names the shard that
+    # holds them; matching carries it onto a RecordBan. None when enforcement is one instance.
+    person_bucket: int | None = None
 
 
 class ScreenedEvent(BaseModel):
@@ -45,6 +48,10 @@ class ScreenedEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source_topic: str
+    # where intake read it: with its time, the key of the merge that keeps one intake's order
+    # when enforcement runs in shards (shared/shards.py)
+    source_partition: int | None = None
+    source_offset: int | None = None
     event: dict
     screening: Screening = Screening()
 
@@ -109,6 +116,7 @@ class Instruction(BaseModel):
     application_id: str | None = None
     family_group_ref: str | None = None
     paired_request_ids: list[str] = []
+    person_bucket: int | None = None  # RecordBan: the person's bucket, for enforcement's shards
     visa_valid_until: str | None = None
     returned_request_id: str | None = None
     day: str | None = None

@@ -125,9 +125,11 @@ Predicate = Callable[[SeenEvent], bool]
 class Observer:
     """Reads outbound topics from the beginning, keeps everything, answers `wait_for`."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[str] = OUTBOUND_TOPICS):
+    def __init__(self, bootstrap: str, topics: Iterable[str] = OUTBOUND_TOPICS,
+                 specs: Iterable[T.TopicSpec] = T.TOPICS):
         self.bootstrap = bootstrap
         self.topics = tuple(topics)
+        self.partitions = {s.name: s.partitions for s in specs}  # a stack with shards has more (T.catalogue)
         self.seen: list[SeenEvent] = []
         self._changed = asyncio.Condition()
         self._consumer: AIOKafkaConsumer | None = None
@@ -141,7 +143,7 @@ class Observer:
         await self._consumer.start()
         # Partition counts from the catalogue: the stack created and verified them, and asking
         # the broker about a topic it lacks would make Tansu auto-create it.
-        tps = [TopicPartition(t, p) for t in self.topics for p in range(T.TOPICS_BY_NAME[t].partitions)]
+        tps = [TopicPartition(t, p) for t in self.topics for p in range(self.partitions[t])]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         self._task = asyncio.create_task(self._run(), name="observer")

@@ -18,16 +18,25 @@ from shared.events.internal import ScreenedEvent, Screening
 from shared.runtime import BatchContext
 from shared.settings import Settings
 from shared.state import Snapshot
+from shared.shards import bucket_of
 from tests.support.chunks import restore_in_chunks
 
 
 class Screener:
     """Enforcement's biometric index, as far as matching sees it: the person's other ids."""
 
-    def __init__(self) -> None:
+    def __init__(self, buckets: bool = False) -> None:
         self.people: dict[str, dict[str, list[str]]] = {}
+        self.buckets = buckets  # as enforcement in shards screens: with the person's bucket
 
     def screen(self, doc: dict) -> Screening:
+        screening = self._screen(doc)
+        if self.buckets and doc.get("biometric_id") and doc["event_type"] in (
+                "ArrivalRecorded", "ApplicationVetted", "IllegalWorkingEncounter"):
+            screening = screening.model_copy(update={"person_bucket": bucket_of(bytes.fromhex(doc["biometric_id"]))})
+        return screening
+
+    def _screen(self, doc: dict) -> Screening:
         bio = doc.get("biometric_id")
         if not bio:
             return Screening()

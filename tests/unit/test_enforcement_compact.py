@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 from services.enforcement.app import Enforcement, screened_json
 from services.enforcement.index import BiometricIndex
 from services.enforcement.rules import NOBODY, Person, Screening, person_key
+from shared.events.in_house import Accepted
 from shared.events.internal import ScreenedEvent, Screening as ScreeningModel
 from shared.state import Snapshot
 from tests.support.chunks import restore_in_chunks
@@ -27,16 +28,19 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(), st.dictionaries(st.text(max_size=15) | st.just("biometric_id"), json_values, max_size=8),
-       st.booleans(), ids, ids, ids)
-def test_the_screened_json_is_the_models_bytes(source_topic, event, with_biometric, arrivals, applications, reports):
+@given(st.text(), st.integers(0, 99), st.integers(0, 2**40),
+       st.dictionaries(st.text(max_size=15) | st.just("biometric_id"), json_values, max_size=8),
+       st.booleans(), ids, ids, ids, st.none() | st.integers(0, 4095))
+def test_the_screened_json_is_the_models_bytes(source_topic, partition, offset, event, with_biometric,
+                                               arrivals, applications, reports, bucket):
     if with_biometric:
         event = {**event, "biometric_id": ALICE}
-    model = ScreenedEvent(source_topic=source_topic,
+    model = ScreenedEvent(source_topic=source_topic, source_partition=partition, source_offset=offset,
                           event={k: v for k, v in event.items() if k != "biometric_id"},
                           screening=ScreeningModel(arrival_ids=list(arrivals), application_ids=list(applications),
-                                                   report_ids=list(reports)))
-    fast = screened_json(source_topic, event, Screening(arrivals, applications, reports))
+                                                   report_ids=list(reports), person_bucket=bucket))
+    fast = screened_json(Accepted(source_topic, partition, offset, event, None),
+                         Screening(arrivals, applications, reports), bucket)
     assert fast == model.model_dump_json().encode()
 
 

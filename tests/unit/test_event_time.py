@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from tests.support.factory import (DAY, HOUR, MINUTE, T0, admission_arrived, answer, arrival, cap_set, casework, eoi, executed,
                                    tick, vetted, withdrawn)
 from tests.unit.harness import Harness, Wired
+from shared.shards import bucket_of
 from shared.timeutil import iso_week
 
 SEP5 = datetime(2025, 9, 5, 10, 0, tzinfo=timezone.utc)
@@ -37,12 +38,25 @@ def returned_then_back(h, docs=None) -> tuple[str, dict, list]:
     return rid, docs[4], docs
 
 
+def test_a_ban_names_the_enforcement_shard_of_the_person_after_a_restart_too():
+    """With enforcement in shards, the screened arrival carries the person's bucket; matching
+    keeps it on the case and puts it on the RecordBan, so the ban reaches the person's shard."""
+    h = Harness()
+    h.screener.buckets = True
+    rid, late, docs = returned_then_back(h)
+    h.restart()  # the bucket is part of the case's record
+    h.send(late)
+    [ban] = h.instructions("RecordBan")
+    [a2] = [d for d in docs if d.get("arrival_id") == "A2" and d["event_type"] == "ArrivalRecorded"]
+    assert ban["arrival_id"] == "A2" and ban["person_bucket"] == bucket_of(bytes.fromhex(a2["biometric_id"]))
+
+
 def test_a_late_return_makes_the_later_crossing_a_reentry():
     h = Harness()
     rid, late, _ = returned_then_back(h)
     out = h.send(late)
     [ban] = h.instructions("RecordBan")
-    assert ban == {"kind": "RecordBan", "arrival_id": "A2", "returned_request_id": rid}
+    assert ban == {"kind": "RecordBan", "arrival_id": "A2", "returned_request_id": rid, "person_bucket": None}
     assert [d.subject_ref for d in out if d.kind == "decision" and d.decision == "reentry_detected"] == ["A2"]
     # the asylum claim no longer blocks, and the re-entrant goes first
     assert "reentrant_after_return" in h.decisions("A2", "eligible")[-1]["reasons"]

@@ -20,7 +20,8 @@ from tests.unit.harness import in_house
 
 def reference_accepted(raw):
     envelope = AcceptedEvent.model_validate_json(raw)
-    return envelope.source_topic, envelope.event, ANY_IN_HOUSE.validate_python(envelope.event)
+    return (envelope.source_topic, envelope.source_partition, envelope.source_offset, envelope.event,
+            ANY_IN_HOUSE.validate_python(envelope.event))
 
 
 def reference_screened(raw):
@@ -88,8 +89,10 @@ ACCEPTED = envelope_bytes({"source_topic": st.sampled_from(["border.arrivals.v1"
 SCREENING = st.one_of(st.just({}), st.fixed_dictionaries(
     {}, optional={"arrival_ids": st.lists(st.sampled_from(["A-1", "A-2"]), max_size=2),
                   "application_ids": st.lists(st.sampled_from(["P-1", 3]), max_size=2),
-                  "report_ids": st.lists(st.text(max_size=3), max_size=1)}), ODD)
+                  "report_ids": st.lists(st.text(max_size=3), max_size=1),
+                  "person_bucket": st.none() | st.integers(0, 4095)}), ODD)
 SCREENED = envelope_bytes({"source_topic": st.sampled_from(["border.arrivals.v1", "admissions.applications.v1"]),
+                           "source_partition": st.none() | st.integers(0, 3), "source_offset": st.integers(0, 10**6),
                            "event": event_doc(), "screening": SCREENING})
 
 

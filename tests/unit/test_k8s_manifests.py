@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 import deploy.k8s_topics
-from deploy.create_topics import with_intake_shards
+from deploy.create_topics import with_shards
+from shared.shards import Shard
 from deploy.k8s_topics import kafka_topics_yaml
 from services.enforcement.app import Enforcement
 from services.intake.app import Intake
@@ -270,7 +271,7 @@ def test_kafka_topics_are_the_generated_ones_and_match_topics_json(rendered):
         f"run `python -m deploy.k8s_topics --intake-shards {shards} > deploy/k8s/kafka/topics.yaml`"
     topics = {t["spec"]["topicName"]: t["spec"] for t in _of(rendered, "KafkaTopic").values()}
     assert set(topics) == set(_topics())
-    for spec in with_intake_shards(list(_topics().values()), shards):
+    for spec in with_shards(list(_topics().values()), shards):
         name = spec["name"]
         assert topics[name]["partitions"] == spec["partitions"], name
         assert topics[name]["replicas"] == 3, name
@@ -379,7 +380,7 @@ def test_intake_runs_in_shards_an_active_pod_and_a_standby_per_shard(rendered, m
         monkeypatch.setenv("POD_INDEX", str(index))
         settings = Settings.from_env()
         assert settings.intake_shards == shards
-        pods_of[settings.shard].append(index)
+        pods_of[Shard.of(settings, settings.intake_shards).index].append(index)
     assert pods_of == {k: [k, k + shards] for k in range(shards)}  # pods k and k+N: shard k
 
     # The accepted events' topic has a partition per shard.

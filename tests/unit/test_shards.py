@@ -43,10 +43,15 @@ def test_each_shard_is_a_writer_of_its_own_and_one_shard_is_the_service_as_befor
 def test_the_shard_comes_from_its_setting_or_from_the_pod_index(monkeypatch):
     monkeypatch.setenv("INTAKE_SHARDS", "2")
     monkeypatch.setenv("POD_INDEX", "3")
-    assert Settings.from_env().shard == 1  # pods 1 and 3: shard 1's active and standby
+    settings = Settings.from_env()
+    assert settings.intake_shards == 2 and settings.enforcement_shards == 1
+    assert Shard.of(settings, 2) == Shard(1, 2)  # pods 1 and 3: shard 1's active and standby
+    assert Shard.of(settings, 1) == Shard(0, 1)
     monkeypatch.setenv("SERVICE_SHARD", "0")
-    assert Settings.from_env().shard == 0
-    assert Settings.from_env().intake_shards == 2
+    assert Shard.of(Settings.from_env(), 2) == Shard(0, 2)
+    monkeypatch.delenv("SERVICE_SHARD")
+    monkeypatch.delenv("POD_INDEX")
+    assert Shard.of(Settings.from_env(), 3) == Shard(0, 3)
 
 
 def test_the_accepted_events_have_a_partition_per_shard_and_nothing_else_changes():
