@@ -47,9 +47,9 @@ chaos: $(STAMP)
 	$(PY) -m deploy.chaos $(CHAOS_ARGS)
 
 # STANDBY=1: a second instance of every service (intake-2, ...), a hot standby.
-# INTAKE_SHARDS=2: intake in two shards (intake, intake-s1; shared/shards.py).
+# INTAKE_SHARDS=2 / ENFORCEMENT_SHARDS=2: intake / enforcement in two shards (shared/shards.py).
 up: $(STAMP)
-	$(PY) -m deploy.stack up $(if $(filter-out 0 no false,$(STANDBY)),--standby) $(if $(INTAKE_SHARDS),--intake-shards $(INTAKE_SHARDS))
+	$(PY) -m deploy.stack up $(if $(filter-out 0 no false,$(STANDBY)),--standby) $(if $(INTAKE_SHARDS),--intake-shards $(INTAKE_SHARDS)) $(if $(ENFORCEMENT_SHARDS),--enforcement-shards $(ENFORCEMENT_SHARDS))
 
 down: $(STAMP)
 	$(PY) -m deploy.stack down

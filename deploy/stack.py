@@ -138,7 +138,8 @@ def _order(name: str) -> int:
 
 # --------------------------------------------------------------------------- commands
 
-def up(timeout: float, standby: bool = False, run: RunDir = DEFAULT_RUN, intake_shards: int = 1) -> int:
+def up(timeout: float, standby: bool = False, run: RunDir = DEFAULT_RUN, intake_shards: int = 1,
+       enforcement_shards: int = 1) -> int:
     running = {n: e for n, e in read_pids(run).items() if is_ours(e)}
     if running:
         if set(running) >= {"broker", SUPERVISOR, *SERVICES}:
@@ -150,7 +151,8 @@ def up(timeout: float, standby: bool = False, run: RunDir = DEFAULT_RUN, intake_
     for old_log in run.logs.glob("*.log"):
         old_log.unlink()  # a fresh stack gets fresh logs
     stack = EmbeddedStack(run.root, detach=True, redis_url=os.environ.get("REDIS_URL"),
-                          standby=standby, supervise=False, intake_shards=intake_shards)
+                          standby=standby, supervise=False, intake_shards=intake_shards,
+                          enforcement_shards=enforcement_shards)
     t0 = time.monotonic()
     try:
         asyncio.run(stack.start_infra_async())
@@ -161,7 +163,7 @@ def up(timeout: float, standby: bool = False, run: RunDir = DEFAULT_RUN, intake_
         run.plan.write_text(json.dumps({
             "bootstrap": stack.bootstrap, "redis_url": stack.redis_url, "keys_file": str(stack.keys_file),
             "services": list(stack.service_names), "standby": standby, "timeout": timeout,
-            "intake_shards": intake_shards,
+            "intake_shards": intake_shards, "enforcement_shards": enforcement_shards,
             "health_ports": {n: i.health_port for n, i in stack.instances.items()},
         }, indent=2))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -279,12 +281,14 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run a second instance of each service ({', '.join(instance_names('intake', True))}, ...)")
     parser.add_argument("--intake-shards", type=int, default=1,
                         help="run intake in this many shards (intake, intake-s1, ...; shared/shards.py)")
+    parser.add_argument("--enforcement-shards", type=int, default=1,
+                        help="run enforcement in this many shards (enforcement, enforcement-s1, ...)")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN.root,
                         help="where pids/, logs/, ready/ and stack.env live (default .run/)")
     args = parser.parse_args(argv)
     run = RunDir(args.run_dir.resolve())
     if args.command == "up":
-        return up(args.timeout, args.standby, run, args.intake_shards)
+        return up(args.timeout, args.standby, run, args.intake_shards, args.enforcement_shards)
     return down(run) if args.command == "down" else status(run)
 
 

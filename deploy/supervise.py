@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = EmbeddedStack.attach(run.root, plan["bootstrap"], plan["redis_url"], services=plan["services"],
                                  keys_file=Path(plan["keys_file"]), standby=plan["standby"],
                                  intake_shards=plan.get("intake_shards", 1),
+                                 enforcement_shards=plan.get("enforcement_shards", 1),
                                  detach=True, supervise=False, on_spawn=record)
     stack.plan_instances(plan["health_ports"])
 

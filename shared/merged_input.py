@@ -68,6 +68,9 @@ class MergedInput:
         assigned = consumer.assignment()
         return bool(assigned) and len(await self._caught_up(consumer, assigned)) == len(assigned)
 
+    async def positions(self, consumer: Any) -> tuple:
+        return tuple(sorted([(tp.topic, tp.partition, await consumer.position(tp)) for tp in consumer.assignment()]))
+
     async def _caught_up(self, consumer: Any, assigned: set[TopicPartition]) -> set[Place]:
         """The partitions read to their end; a marked one only while its last record is a MARK.
         A marked partition read to its end before this instance read anything of it is read

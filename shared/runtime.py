@@ -170,6 +170,7 @@ class Runner(BatchLoop):
         self.merged = (MergedInput(service.order_key, settings, service.marked_inputs, marks=self.shard.split)
                        if service.order_key is not None else None)
         self._unmarked = True  # a shard: nothing since its last MARK says it is caught up
+        self._batches = 0  # batches handed to _consume
 
     def _kafka_security(self) -> dict[str, Any]:
         return kafka_client_options(self.settings)
@@ -373,6 +374,7 @@ class Runner(BatchLoop):
 
     # ---- the loop ------------------------------------------------------------------------
     async def _consume(self, body: Any, msg: KafkaMessage) -> None:
+        self._batches += 1  # seen by the idle shard's MARK (_mark_when_idle)
         raw = msg.raw_message
         records = list(raw) if isinstance(raw, tuple) else [raw]
         if self._stopping:
@@ -401,15 +403,26 @@ class Runner(BatchLoop):
 
     async def _mark_when_idle(self) -> None:
         """A shard with nothing to read writes a MARK (shared/shards.py) unless its last batch
-        ended with one: at the start, and after a batch that left some input unread."""
+        ended with one: at the start, and after a batch that left some input unread. Only once it
+        was seen idle twice a poll apart with no batch taken and no record fetched in between:
+        records a fetch has returned and the handler not yet taken must not be passed over."""
+        before = None
         while True:
             await asyncio.sleep(MARK_POLL_S)
             consumer = self.subscriber.consumer
             if not self._unmarked or self._lock.locked() or consumer is None or not await self.merged.idle(consumer):
+                before = None
+                continue
+            now = (self._batches, await self.merged.positions(consumer))
+            if now != before:
+                before = now
                 continue
             async with self._lock:
                 if self._stopping:
                     return
+                if self._batches != before[0] or not self._unmarked:
+                    before = None
+                    continue
                 try:
                     await self._decide_live([], mark=True)
                 except _Stopping:

@@ -1,6 +1,7 @@
 """The recorded history a what-if replays: matching's input and what the system published.
 
-Matching's input is `internal.enforcement.screened.v1` (one partition, so one ordered log);
+Matching's input is `internal.enforcement.screened.v1` (one partition, so one ordered log; with
+enforcement in shards, one partition a shard, merged back into one order here as matching did);
 transfer's other input, the arrivals' particulars from intake (`internal.intake.particulars.v1`,
 kept 30 days), is what its requests to France are written from; what was published is read from
 ops.audit.v1 and the two liaison.uk topics, for the baseline check. From the running system (no
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from services.ops.topics_reader import read_all
 from shared import topics as T
+from shared.event_time import source_order
+from shared.shards import MARK
 
 INPUT_TOPIC = T.ENFORCEMENT_SCREENED
 PARTICULARS_TOPIC = T.INTAKE_PARTICULARS
@@ -54,6 +57,8 @@ class History:
     published: list[Logged] = field(default_factory=list)
 
     def add(self, rec: Logged) -> None:
+        if rec.value == MARK:
+            return  # a shard's progress, not an event (shared/shards.py)
         if rec.topic == INPUT_TOPIC:
             self.inputs.append(rec)
         elif rec.topic == PARTICULARS_TOPIC:
@@ -62,7 +67,12 @@ class History:
             self.published.append(rec)
 
     def ordered(self) -> "History":
-        self.inputs.sort(key=lambda r: (r.partition, r.offset))
+        if len({r.partition for r in self.inputs}) > 1:
+            # enforcement in shards: each partition is its shard's share of one intake's order, and
+            # matching merged them back into it (shared/shards.py); a flood's order exactly
+            self.inputs.sort(key=lambda r: (source_order(r.value), r.partition, r.offset))
+        else:
+            self.inputs.sort(key=lambda r: (r.partition, r.offset))
         self.particulars.sort(key=lambda r: (r.partition, r.offset))
         self.published.sort(key=lambda r: (r.topic, r.partition, r.offset))
         return self
