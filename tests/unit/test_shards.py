@@ -201,3 +201,20 @@ def test_the_accepted_events_key_is_the_inbound_records_and_anything_else_goes_f
     assert accepted_order(Rec(T.INTAKE_ACCEPTED, 1, 10, MARK)) == BEFORE_ALL
     assert accepted_order(Rec(T.MATCHING_INSTRUCTIONS, 0, 3, b'{"kind":"RecordBan"}')) == BEFORE_ALL
     assert accepted_order(Rec(T.INTAKE_ACCEPTED, 0, 0, b'{"event":{}}')) == BEFORE_ALL
+
+
+def test_the_what_if_reads_enforcements_shards_back_in_one_intakes_order():
+    from services.ops.whatif_history import History, Logged
+
+    def screened(n: int, when: float, partition: int, offset: int) -> Logged:
+        at = (T0 + timedelta(seconds=when)).isoformat()
+        value = (b'{"source_topic":"border.arrivals.v1","source_partition":%d,"source_offset":%d,'
+                 b'"event":{"event_id":"E%03d","occurred_at":"%s"}}' % (n % 6, n, n, at.encode()))
+        return Logged(T.ENFORCEMENT_SCREENED, partition, offset, None, value)
+
+    history = History()
+    for rec in [screened(1, 10, 0, 0), screened(4, 40, 0, 1), Logged(T.ENFORCEMENT_SCREENED, 0, 2, None, MARK),
+                screened(2, 20, 1, 0), screened(3, 30, 1, 1), Logged(T.ENFORCEMENT_SCREENED, 1, 2, None, MARK)]:
+        history.add(rec)
+    assert [r.value.split(b'"event_id":"')[1][:4] for r in history.ordered().inputs] == [b"E001", b"E002", b"E003",
+                                                                                          b"E004"]
