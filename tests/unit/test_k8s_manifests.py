@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 import deploy.k8s_topics
+import services.enforcement.app
 from deploy.create_topics import with_shards
 from shared.shards import Shard
 from deploy.k8s_topics import kafka_topics_yaml
@@ -27,13 +28,16 @@ from services.intake.app import Intake
 from services.matching.app import Matching
 from services.transfer.app import Transfer
 from shared.settings import Settings
-from shared.topics import INTAKE_ACCEPTED
+from shared.topics import ENFORCEMENT_SCREENED, INTAKE_ACCEPTED
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 SCHEMAS = K8S / "schemas"
 KUBERNETES_VERSION = "1.32.0"
 SERVICES = {s.name: s for s in (Intake, Enforcement, Matching, Transfer)}
+# The services that run in shards (shared/shards.py): StatefulSets of 2 x <their count> pods,
+# growing by shards, never scaled by KEDA.
+SHARDED = {name for name, s in SERVICES.items() if s.shards_setting}
 CUSTOM = {  # (apiVersion, kind) -> the vendored openAPIV3Schema of that CRD version
     ("kafka.strimzi.io/v1", "Kafka"): "kafka.strimzi.io_v1_Kafka.json",
     ("kafka.strimzi.io/v1", "KafkaNodePool"): "kafka.strimzi.io_v1_KafkaNodePool.json",
@@ -154,13 +158,18 @@ def _settings(rendered) -> dict[str, str]:
 
 
 def _services(rendered) -> dict[str, dict]:
-    """Each service's workload: a Deployment, or intake's StatefulSet (its pods need an index)."""
+    """Each service's workload: a Deployment, or the StatefulSet of a service in shards (intake,
+    enforcement: their pods need an index)."""
     return {name: w for kind in ("Deployment", "StatefulSet") for name, w in _of(rendered, kind).items()
             if name in SERVICES}
 
 
 def _intake_shards(rendered) -> int:
     return int(_settings(rendered)["INTAKE_SHARDS"])
+
+
+def _enforcement_shards(rendered) -> int:
+    return int(_settings(rendered)["ENFORCEMENT_SHARDS"])
 
 
 def test_every_service_runs_from_the_one_image_with_health_probes_non_root_and_a_grace(rendered):
@@ -220,9 +229,10 @@ def test_consumers_scale_on_their_group_lag_within_their_partitions(rendered):
     for name, service in SERVICES.items():
         if name == "matching":
             continue
-        if name == "intake":
-            # Grows by shards, not by replicas (test_intake_runs_in_shards_...): a replica past
-            # 2 x INTAKE_SHARDS would only be one more standby.
+        if name in SHARDED:
+            # Grows by shards, not by replicas (test_intake_runs_in_shards_...,
+            # test_enforcement_runs_in_shards_...): a replica past 2 x its shards would only be
+            # one more standby.
             assert name not in scaled, name
             continue
         partitions = _partitions(rendered, service.input_topics)
@@ -241,7 +251,8 @@ def test_consumers_scale_on_their_group_lag_within_their_partitions(rendered):
         for t in triggers:
             assert t["metadata"]["bootstrapServers"] == _settings(rendered)["KAFKA_BOOTSTRAP_SERVERS"]
             assert t["authenticationRef"]["name"] in _of(rendered, "TriggerAuthentication")
-    assert set(scaled) <= set(SERVICES) - {"matching", "intake"}
+    assert SHARDED == {"intake", "enforcement"}
+    assert set(scaled) <= set(SERVICES) - {"matching"} - SHARDED
 
 
 # ---- Kafka -----------------------------------------------------------------------------------
@@ -265,13 +276,14 @@ def test_kafka_is_kraft_three_brokers_rf3_min_isr2_tls_scram(rendered):
 
 
 def test_kafka_topics_are_the_generated_ones_and_match_topics_json(rendered):
-    shards = _intake_shards(rendered)
+    shards = _intake_shards(rendered), _enforcement_shards(rendered)
     committed = (K8S / "kafka" / "topics.yaml").read_text(encoding="utf-8")
-    assert committed == kafka_topics_yaml(list(_topics().values()), shards), \
-        f"run `python -m deploy.k8s_topics --intake-shards {shards} > deploy/k8s/kafka/topics.yaml`"
+    assert committed == kafka_topics_yaml(list(_topics().values()), *shards), \
+        ("run `python -m deploy.k8s_topics --intake-shards %d --enforcement-shards %d "
+         "> deploy/k8s/kafka/topics.yaml`" % shards)
     topics = {t["spec"]["topicName"]: t["spec"] for t in _of(rendered, "KafkaTopic").values()}
     assert set(topics) == set(_topics())
-    for spec in with_shards(list(_topics().values()), shards):
+    for spec in with_shards(list(_topics().values()), *shards):
         name = spec["name"]
         assert topics[name]["partitions"] == spec["partitions"], name
         assert topics[name]["replicas"] == 3, name
@@ -284,7 +296,13 @@ def test_each_service_logs_in_as_itself_and_reads_only_its_topics_and_group(rend
     for name, service in SERVICES.items():
         grants = defaultdict(set)
         for acl in users[f"oioo-{name}"]["spec"]["authorization"]["acls"]:
-            assert acl["resource"]["patternType"] == "literal"
+            # Names exactly, but for the groups of a service whose shards each read in a group
+            # of their own (enforcement: oioo-enforcement, oioo-enforcement-s1, ...), which may
+            # be the prefix `oioo-<name>` (test_enforcement_runs_in_shards_...).
+            resource = acl["resource"]
+            assert resource["patternType"] == "literal" or (
+                SERVICES[name].reads_every_partition and resource["type"] == "group"
+                and resource["patternType"] == "prefix" and resource["name"] == f"oioo-{name}"), (name, resource)
             for op in acl["operations"]:
                 grants[op].add((acl["resource"]["type"], acl["resource"]["name"]))
         assert grants["Read"] == {("topic", t) for t in service.input_topics} | {("group", f"oioo-{name}")}, name
@@ -348,52 +366,100 @@ def _effective_env(rendered, workload: dict) -> dict[str, object]:
     return given
 
 
-def test_intake_runs_in_shards_an_active_pod_and_a_standby_per_shard(rendered, monkeypatch):
-    shards = _intake_shards(rendered)
+def _shard_env(monkeypatch, variable: str, count: object, index: int) -> Settings:
+    """The settings a pod of a StatefulSet in shards reads: the count from the ConfigMap, its
+    ordinal as POD_INDEX, no SERVICE_SHARD."""
+    monkeypatch.delenv("SERVICE_SHARD", raising=False)
+    monkeypatch.delenv("REDIS_SENTINELS", raising=False)  # build() must not look for Sentinels
+    monkeypatch.setenv(variable, str(count))
+    monkeypatch.setenv("POD_INDEX", str(index))
+    return Settings.from_env()
+
+
+def _runs_in_shards(rendered, monkeypatch, name: str, output_topic: str, readers: tuple[str, ...]) -> dict:
+    """What intake and enforcement in shards have in common; returns the StatefulSet's spec."""
+    setting = SERVICES[name].shards_setting
+    variable = setting.upper()
+    shards = int(_settings(rendered)[variable])
     assert shards >= 1
-    # what `make k8s-topics` renders the accepted topic for
-    assert deploy.k8s_topics.INTAKE_SHARDS == shards, "deploy/k8s_topics.py INTAKE_SHARDS != the kustomization's"
+    # what `make k8s-topics` renders the output topic for
+    assert getattr(deploy.k8s_topics, variable) == shards, f"deploy/k8s_topics.py {variable} != the kustomization's"
 
     # A StatefulSet (stable pod indexes), two pods per shard, governed by a headless Service.
-    assert "intake" not in _of(rendered, "Deployment")
-    sts = _of(rendered, "StatefulSet")["intake"]["spec"]
-    assert sts["replicas"] == 2 * shards
-    assert sts["podManagementPolicy"] == "Parallel"
-    assert sts["updateStrategy"]["type"] == "RollingUpdate"
+    assert name not in _of(rendered, "Deployment")
+    sts = _of(rendered, "StatefulSet")[name]["spec"]
+    assert sts["replicas"] == 2 * shards, name
+    assert sts["podManagementPolicy"] == "Parallel", name
+    assert sts["updateStrategy"]["type"] == "RollingUpdate", name
     service = _of(rendered, "Service")[sts["serviceName"]]["spec"]
-    assert service["clusterIP"] == "None"
+    assert service.get("clusterIP") == "None", name
     assert service["selector"].items() <= sts["template"]["metadata"]["labels"].items()
     assert service["selector"] == sts["selector"]["matchLabels"]
     # a drain never takes both pods of a shard at once
     (pdb,) = [p["spec"] for p in _of(rendered, "PodDisruptionBudget").values()
               if p["spec"]["selector"]["matchLabels"] == sts["selector"]["matchLabels"]]
-    assert pdb["maxUnavailable"] == 1
+    assert pdb["maxUnavailable"] == 1, name
 
     # Each pod learns its shard from its index; no fixed SERVICE_SHARD puts them all in one.
-    env = _effective_env(rendered, _of(rendered, "StatefulSet")["intake"])
-    assert env["POD_INDEX"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
-    assert "SERVICE_SHARD" not in env
+    env = _effective_env(rendered, _of(rendered, "StatefulSet")[name])
+    assert env["POD_INDEX"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}, name
+    assert "SERVICE_SHARD" not in env, name
     pods_of = defaultdict(list)
     for index in range(sts["replicas"]):
-        monkeypatch.delenv("SERVICE_SHARD", raising=False)
-        monkeypatch.setenv("INTAKE_SHARDS", str(env["INTAKE_SHARDS"]))
-        monkeypatch.setenv("POD_INDEX", str(index))
-        settings = Settings.from_env()
-        assert settings.intake_shards == shards
-        pods_of[Shard.of(settings, settings.intake_shards).index].append(index)
-    assert pods_of == {k: [k, k + shards] for k in range(shards)}  # pods k and k+N: shard k
+        settings = _shard_env(monkeypatch, variable, env[variable], index)
+        assert getattr(settings, setting) == shards, name
+        pods_of[Shard.of(settings, getattr(settings, setting)).index].append(index)
+    assert pods_of == {k: [k, k + shards] for k in range(shards)}, name  # pods k and k+N: shard k
 
-    # The accepted events' topic has a partition per shard.
-    (accepted,) = [t["spec"] for t in _of(rendered, "KafkaTopic").values() if t["spec"]["topicName"] == INTAKE_ACCEPTED]
-    assert accepted["partitions"] == shards
+    # The shards' output topic has a partition per shard.
+    (output,) = [t["spec"] for t in _of(rendered, "KafkaTopic").values() if t["spec"]["topicName"] == output_topic]
+    assert output["partitions"] == shards, name
 
-    # Intake and enforcement are given the same count, from the one ConfigMap (envFrom), which
-    # no env entry of theirs overrides.
+    # The service and the one that reads its output are given the same count, from the one
+    # ConfigMap (envFrom), which no env entry of theirs overrides.
     configmaps = _of(rendered, "ConfigMap")
     workloads = _services(rendered)
-    for name in ("intake", "enforcement"):
-        (c,) = workloads[name]["spec"]["template"]["spec"]["containers"]
-        assert any(configmaps[source["configMapRef"]["name"]]["data"].get("INTAKE_SHARDS") == str(shards)
-                   for source in c.get("envFrom", [])), name
-        assert "INTAKE_SHARDS" not in {e["name"] for e in c.get("env", [])}, name
-        assert _effective_env(rendered, workloads[name])["INTAKE_SHARDS"] == str(shards), name
+    for reader in (name, *readers):
+        (c,) = workloads[reader]["spec"]["template"]["spec"]["containers"]
+        assert any(configmaps[source["configMapRef"]["name"]]["data"].get(variable) == str(shards)
+                   for source in c.get("envFrom", [])), (reader, variable)
+        assert variable not in {e["name"] for e in c.get("env", [])}, (reader, variable)
+        assert _effective_env(rendered, workloads[reader])[variable] == str(shards), (reader, variable)
+    return sts
+
+
+def test_intake_runs_in_shards_an_active_pod_and_a_standby_per_shard(rendered, monkeypatch):
+    # intake splits by partition: its shards commit to the one group `oioo-intake`
+    _runs_in_shards(rendered, monkeypatch, "intake", INTAKE_ACCEPTED, readers=("enforcement",))
+
+
+def _acl_covers(acl: dict, kind: str, name: str) -> bool:
+    resource = acl["resource"]
+    if resource["type"] != kind:
+        return False
+    return name.startswith(resource["name"]) if resource["patternType"] == "prefix" else name == resource["name"]
+
+
+def test_enforcement_runs_in_shards_an_active_pod_and_a_standby_per_shard_each_in_its_own_group(rendered, monkeypatch):
+    sts = _runs_in_shards(rendered, monkeypatch, "enforcement", ENFORCEMENT_SCREENED, readers=("matching",))
+    shards = _enforcement_shards(rendered)
+
+    # Enforcement splits by person: each shard reads every partition in a consumer group of its
+    # own (oioo-enforcement, oioo-enforcement-s1, ...) and keeps its state under its own
+    # namespace. The group a pod's runner joins is one enforcement's KafkaUser may read and
+    # describe; matching reads the screened topic in its one group, as before.
+    acls = _of(rendered, "KafkaUser")["oioo-enforcement"]["spec"]["authorization"]["acls"]
+    group_of, namespace_of = {}, {}
+    for index in range(sts["replicas"]):
+        settings = _shard_env(monkeypatch, "ENFORCEMENT_SHARDS", shards, index)
+        runner = services.enforcement.app.build(settings)
+        assert runner.service.reads_every_partition
+        group_of.setdefault(runner.shard.index, set()).add(runner.group_id)
+        namespace_of.setdefault(runner.shard.index, set()).add(runner.store.ns)
+        for op in ("Read", "Describe"):
+            assert any(_acl_covers(a, "group", runner.group_id) and op in a["operations"] for a in acls), \
+                (index, runner.group_id, op)
+    assert group_of == {k: {"oioo-enforcement" + (f"-s{k}" if k else "")} for k in range(shards)}
+    assert namespace_of == {k: {"enforcement" + (f"-s{k}" if k else "")} for k in range(shards)}
+    # whatever the count: the next shard's group is covered too
+    assert any(_acl_covers(a, "group", f"oioo-enforcement-s{shards}") and "Read" in a["operations"] for a in acls)
