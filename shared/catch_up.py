@@ -28,10 +28,13 @@ class CatchUp:
     def __init__(self, settings: Settings, group_id: str, input_topics: tuple[str, ...],
                  expiring_topics: tuple[str, ...], kafka_options: dict, broker_outage: Callable[[bool], None],
                  instance: str, only: set[tuple[str, int]] | None = None,
-                 order_key: Callable[[ConsumerRecord], Any] | None = None):
+                 order_key: Callable[[ConsumerRecord], Any] | None = None, siblings: tuple[str, ...] = ()):
         self.settings, self.group_id, self.instance = settings, group_id, instance
         self.only = only  # a shard's partitions (shared/shards.py); None: every partition of the inputs
         self.order_key = order_key  # a merged input is replayed in the merge's order too (shared/merge.py)
+        # the groups of the other shards that read the same partitions (enforcement's): a new
+        # shard's group has no offsets, and what they all consumed was published by one of them
+        self.siblings = siblings
         self.input_topics, self.expiring_topics = input_topics, expiring_topics
         self.kafka_options, self.broker_outage = kafka_options, broker_outage
 
@@ -91,8 +94,20 @@ class CatchUp:
             await reader.stop()
 
     async def committed_offsets(self) -> dict[TopicPartition, int]:
+        """The group's committed offsets; for a group that has none, a new shard's (shared/shards.py),
+        the least its siblings committed, partition by partition: what every one of them consumed."""
+        ends = await self._committed(self.group_id)
+        if ends or not self.siblings:
+            return ends
+        theirs = [got for got in [await self._committed(g) for g in self.siblings] if got]
+        if theirs:
+            log.warning("%s: a new shard: replaying what its %d sibling shard(s) all consumed", self.instance,
+                        len(theirs))
+        return {tp: min(got.get(tp, 0) for got in theirs) for tp in set().union(*theirs)} if theirs else {}
+
+    async def _committed(self, group_id: str) -> dict[TopicPartition, int]:
         probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                 group_id=self.group_id, enable_auto_commit=False, **self.kafka_options)
+                                 group_id=group_id, enable_auto_commit=False, **self.kafka_options)
         await probe.start()
         try:
             ends = {}

@@ -162,7 +162,8 @@ class Runner(BatchLoop):
         self.app = FastStream(self.broker)
         self.catch_up = CatchUp(settings, self.group_id, service.input_topics, service.expiring_topics,
                                 self._kafka_security(), self._broker_outage, self.instance,
-                                only=set(places) if places else None, order_key=service.order_key)
+                                only=set(places) if places else None, order_key=service.order_key,
+                                siblings=self._sibling_groups())
         self.relay = Relay(settings, self.instance, self.store, lambda: self.lease.value or "", self.metrics,
                            self._redis_outage, self._broker_outage, self._lost_lease, self._kafka_security(),
                            pinned={service.sharded_output: self.shard.index} if service.sharded_output else None)
@@ -171,6 +172,13 @@ class Runner(BatchLoop):
                        if service.order_key is not None else None)
         self._unmarked = True  # a shard: nothing since its last MARK says it is caught up
         self._batches = 0  # batches handed to _consume
+
+    def _sibling_groups(self) -> tuple[str, ...]:
+        """The other shards' groups, when each shard reads every partition in a group of its own."""
+        if not (self.shard.split and self.service.reads_every_partition):
+            return ()
+        return tuple(f"oioo-{Shard(k, self.shard.count).namespace(self.service.name)}"
+                     for k in range(self.shard.count) if k != self.shard.index)
 
     def _kafka_security(self) -> dict[str, Any]:
         return kafka_client_options(self.settings)

@@ -218,3 +218,15 @@ def test_the_what_if_reads_enforcements_shards_back_in_one_intakes_order():
         history.add(rec)
     assert [r.value.split(b'"event_id":"')[1][:4] for r in history.ordered().inputs] == [b"E001", b"E002", b"E003",
                                                                                           b"E004"]
+
+
+def test_a_shard_that_reads_every_partition_knows_its_siblings_groups():
+    from services.enforcement.app import build as enforcement
+    from services.intake.app import build as intake
+
+    runner = enforcement(Settings(enforcement_shards=3, shard=2))
+    assert runner.group_id == "oioo-enforcement-s2" and runner.store.ns == "enforcement-s2"
+    assert runner._sibling_groups() == ("oioo-enforcement", "oioo-enforcement-s1")
+    assert enforcement(Settings())._sibling_groups() == ()
+    sharded_intake = intake(Settings(intake_shards=2, shard=1, signing_keys_file="deploy/dev-keys.json"))
+    assert sharded_intake.group_id == "oioo-intake" and sharded_intake._sibling_groups() == ()
