@@ -4,7 +4,9 @@ A service is a `Service`: it keeps its state in memory, decides from each input 
 puts what it decided into a `BatchContext` (records to store, events to publish). The runner:
 
 * holds the service's lease first (one fenced writer; a second instance waits as a hot
-  standby and takes over when the lease expires);
+  standby and takes over when the lease expires); intake and enforcement may run in shards
+  (shared/shards.py), one fenced writer per shard, each with its own state, outbox and output
+  partition, and a MARK after its output whenever it has read every input to its end;
 * loads the state from Redis, publishes what the outbox still holds, and replays the gap
   between the offsets Redis has and the group's committed offsets (a Redis flushed, restarted
   empty or restored from an older backup ends where one never lost would), publishing nothing:
