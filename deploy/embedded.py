@@ -642,6 +642,9 @@ class EmbeddedStack:
         """What a client of this stack needs (the contents of .run/stack.env)."""
         env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "REDIS_URL": self.redis_url,
                "SIGNING_KEYS_FILE": str(self.keys_file)}
+        for name, count in (("INTAKE_SHARDS", self.intake_shards), ("ENFORCEMENT_SHARDS", self.enforcement_shards)):
+            if count > 1:  # the ops tools then list each shard's consumer group (services/ops/health.py)
+                env[name] = str(count)
         if self.instances:
             env["HEALTH_URLS"] = url_map(self.health_urls)
             env["METRICS_URLS"] = url_map(self.metrics_urls)

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from deploy.embedded import cancel, ensure_topics
 from deploy.sim.kafka import GROUP_INPUTS, _probe
+from services.ops.health import groups_for
 from shared.store import RecordStore
 from shared.state import Changes, Commit, QuotaChange
 from shared.topics import TopicSpec
@@ -74,7 +75,7 @@ async def _tps(bootstrap: str, group: str) -> list[TopicPartition]:
 def groups_of(stack) -> tuple[str, ...]:
     """Every consumer group of an embedded stack: the services', and one per shard of enforcement
     past the first (shared/shards.py)."""
-    return (*GROUP_INPUTS, *(f"oioo-enforcement-s{k}" for k in range(1, stack.enforcement_shards)))
+    return tuple(groups_for({"ENFORCEMENT_SHARDS": str(stack.enforcement_shards)}))
 
 
 async def alone_rate(bootstrap: str, group: str, limit: float, since: float, interval: float = 0.1) -> dict:

@@ -94,7 +94,7 @@ def status(ctx: typer.Context, alerts: int = typer.Option(10, help="how many ale
 
     async def gather():
         recs = await read_all(bootstrap, (T.OPS_BALANCE, T.OPS_ALERTS))
-        lag = await health.consumer_lag(bootstrap)
+        lag = await health.consumer_lag(bootstrap, health.groups_for(env))
         ready = await health.readiness(stack_env.health_urls(env))
         return recs, lag, ready
 

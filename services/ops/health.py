@@ -26,6 +26,14 @@ def _group_inputs() -> dict[str, tuple[str, ...]]:
 GROUP_INPUTS: dict[str, tuple[str, ...]] = _group_inputs()
 
 
+def groups_for(env: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """The groups of a running system: each service's, and with enforcement in shards
+    (ENFORCEMENT_SHARDS in its stack env) each further shard's own (shared/shards.py)."""
+    shards = int(env.get("ENFORCEMENT_SHARDS") or 1)
+    enforcement = GROUP_INPUTS["oioo-enforcement"]
+    return {**GROUP_INPUTS, **{f"oioo-enforcement-s{k}": enforcement for k in range(1, shards)}}
+
+
 @dataclass(frozen=True)
 class GroupLag:
     group: str

@@ -6,7 +6,8 @@ from pathlib import Path
 
 DEFAULT_ENV_FILE = Path(".run/stack.env")
 REPO_ENV_FILE = Path(__file__).resolve().parents[2] / ".run" / "stack.env"  # when run from elsewhere
-KEYS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SIGNING_KEYS_FILE", "HEALTH_URLS", "DASHBOARD_URL")
+KEYS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SIGNING_KEYS_FILE", "HEALTH_URLS", "DASHBOARD_URL",
+        "INTAKE_SHARDS", "ENFORCEMENT_SHARDS")
 
 
 class NoStack(RuntimeError):

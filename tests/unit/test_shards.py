@@ -230,3 +230,15 @@ def test_a_shard_that_reads_every_partition_knows_its_siblings_groups():
     assert enforcement(Settings())._sibling_groups() == ()
     sharded_intake = intake(Settings(intake_shards=2, shard=1, signing_keys_file="deploy/dev-keys.json"))
     assert sharded_intake.group_id == "oioo-intake" and sharded_intake._sibling_groups() == ()
+
+
+def test_the_ops_tools_list_every_shard_of_enforcements_group(tmp_path, monkeypatch):
+    from services.ops import health, stack_env
+
+    assert health.groups_for({}) == health.GROUP_INPUTS
+    env_file = tmp_path / "stack.env"
+    env_file.write_text("KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1\nINTAKE_SHARDS=2\nENFORCEMENT_SHARDS=3\n")
+    monkeypatch.delenv("ENFORCEMENT_SHARDS", raising=False)
+    groups = health.groups_for(stack_env.load(env_file))
+    assert set(groups) - set(health.GROUP_INPUTS) == {"oioo-enforcement-s1", "oioo-enforcement-s2"}
+    assert groups["oioo-enforcement-s2"] == health.GROUP_INPUTS["oioo-enforcement"]

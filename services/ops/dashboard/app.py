@@ -40,6 +40,7 @@ class Live:
 
     def __init__(self, env: dict[str, str]):
         self.bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+        self.groups = health.groups_for(env)
         self.health_urls = health_urls(env)
         self.redis_url = env.get("REDIS_URL") or None
         self.redis = "not configured"
@@ -94,7 +95,7 @@ class Live:
         while True:
             try:
                 if probe is None:
-                    probe = await health.LagProbe(self.bootstrap).start()
+                    probe = await health.LagProbe(self.bootstrap, self.groups).start()
                 lag = [{**asdict(g), "lag": g.lag} for g in await probe()]
             except asyncio.CancelledError:
                 if probe is not None:
