@@ -24,8 +24,9 @@ puts what it decided into a `BatchContext` (records to store, events to publish)
 * waits out outages (broker or Redis unreachable) with capped, jittered backoff, and reports
   not-ready meanwhile; SIGTERM finishes the batch in hand and exits.
 
-This module is the runner's lifecycle, lease and recovery; deciding and committing a batch is
-`shared/batch_loop.py`, and the event-time merge of a service's inputs `shared/merged_input.py`.
+This module is the runner's lifecycle and lease; loading and rebuilding its state is
+`shared/recovery.py`, deciding and committing a batch `shared/batch_loop.py`, and the event-time
+merge of a service's inputs `shared/merged_input.py`.
 """
 from __future__ import annotations
 
@@ -47,21 +48,20 @@ from redis.asyncio import Redis
 
 from shared import faults, heap, metrics, redis_client, topics
 from shared.backoff import until_done
-from shared.catch_up import CatchUp, LogShort
+from shared.catch_up import CatchUp
 from shared.batch import BatchContext, Outgoing, Service
 from shared.events.catalogue import PUBLISHED
 from shared.events.outbound import Alert
 from shared.health import HealthServer
-from shared.ids import derived_id
 from shared.batch_loop import BatchLoop
 from shared.lease import Lease
 from shared.merged_input import MergedInput
+from shared.recovery import Incomplete, Recovery
 from shared.relay import Relay
 from shared.security import broker_security, check_production, kafka_client_options
 from shared.settings import Settings
 from shared.shards import Shard
 from shared.store import RecordStore
-from shared.state import Restoring, Snapshot
 
 log = logging.getLogger("oioo.runtime")
 __all__ = ["BatchContext", "Outgoing", "Runner", "Service", "serve"]  # the batch API lives in shared.batch
@@ -72,10 +72,6 @@ LEASE_LOST_EXIT = 75  # EX_TEMPFAIL: the supervisor restarts us, and we wait as 
 
 class _Stopping(Exception):
     """The instance is shutting down or lost its lease: the batch is left for the next holder."""
-
-
-class _Incomplete(Exception):
-    """The log ends before the committed offsets: the state cannot be rebuilt from it."""
 
 
 async def _raw_decoder(msg: Any) -> Any:
@@ -101,7 +97,7 @@ def _fetch_options(service: Service, settings: Settings) -> dict[str, int]:
     return {**sizes, **waits}
 
 
-class Runner(BatchLoop):
+class Runner(BatchLoop, Recovery):
     def __init__(self, service: Service, settings: Settings, redis: Redis | None = None):
         self.service = service
         self.settings = settings
@@ -227,7 +223,7 @@ class Runner(BatchLoop):
         try:
             await self._recover()
             await self.relay.flush()
-        except _Incomplete:
+        except Incomplete:
             return  # stays up, not ready, until an operator acts; the alert says why
         except _Stopping:
             return  # fenced while catching up or relaying: main() exits with LEASE_LOST_EXIT
@@ -318,69 +314,6 @@ class Runner(BatchLoop):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
         except asyncio.TimeoutError:
             pass
-
-    # ---- state ---------------------------------------------------------------------------
-    def _adopt(self, snap: Snapshot, restoring: Restoring) -> None:
-        self.version = snap.version
-        self.relay.forget()
-        self.seen = dict(snap.seen) if isinstance(snap.seen, dict) else dict.fromkeys(snap.seen, 0.0)
-        self.high = max(self.seen.values(), default=0.0)
-        self._kept = len(self.seen)
-        self.offsets = dict(snap.offsets)
-        restoring.finish(snap)
-        self.loaded = True
-
-    async def _reload(self) -> Snapshot:
-        """The state from Redis, the service's rebuilt from its records chunk by chunk as they
-        are read (a read that starts over starts a new rebuild)."""
-        latest: list[Restoring] = []
-
-        def restoring() -> Restoring:
-            latest[:] = [self.service.restoring()]
-            return latest[0]
-
-        snap = await until_done("redis (load)", lambda: self.store.load(restoring), self._redis_outage)
-        self._adopt(snap, latest[0])
-        return snap
-
-    async def _recover_unless_current(self) -> None:
-        """The lease was held again after it vanished: nobody else held it meanwhile if Redis is
-        still at our version, and then the state in memory is Redis's (the last batch committed)."""
-        current = await until_done("redis (version)", self.store.current_version, self._redis_outage)
-        if self.loaded and current == self.version and current:
-            self._lease_returned = False
-            log.warning("%s: still at version %s after the lease came back; nothing to reload",
-                        self.instance, current)
-            return
-        await self._recover()
-
-    async def _recover(self) -> None:
-        """Load what Redis holds, then replay what Kafka's committed offsets say is missing."""
-        self._must_recover = self._lease_returned = False
-        snap = await self._reload()
-        log.info("%s: state loaded at version %s", self.instance, snap.version)
-        await self._catch_up()
-
-    async def _catch_up(self) -> None:
-        try:
-            await self.catch_up.run(self.offsets, lambda chunk: self._process(chunk, replay=True))
-        except LogShort as short:
-            await self._incomplete(short.where)
-        log.warning("%s: caught up at version %s", self.instance, self.version)
-
-    async def _incomplete(self, where: str) -> None:
-        self.incomplete = True
-        log.critical("%s: cannot rebuild: the log does not hold what the committed offsets cover (%s)",
-                     self.instance, where)
-        subject = f"{self.service.name}:rebuild"
-        alert = Alert(event_id=derived_id(subject, where), occurred_at=self._now(), producer=self.producer_name,
-                      alert_id=str(derived_id(subject, where, "alert")), severity="critical",
-                      kind="rebuild_incomplete", subject_ref=subject,
-                      message=f"{self.service.name} cannot rebuild its state: the log ends before the "
-                              f"committed offsets ({where}); restore Redis or the topics, then restart it")
-        await until_done("broker (alert)", lambda: self.relay.publish([(topics.OPS_ALERTS, subject, alert.to_json(), None)]),
-                         self._broker_outage)
-        raise _Incomplete(where)
 
     # ---- the loop ------------------------------------------------------------------------
     async def _consume(self, body: Any, msg: KafkaMessage) -> None:
