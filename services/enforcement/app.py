@@ -74,7 +74,8 @@ class Enforcement(Service):
 
     # ---- accepted events -> screened events ------------------------------------------------
     def _screen(self, rec: ConsumerRecord, ctx: BatchContext) -> None:
-        if self.shard.split and not self.shard.owns(bucket_in(rec.value)):
+        bucket = bucket_in(rec.value) if self.shard.split else None
+        if self.shard.split and not self.shard.owns(bucket):
             return  # another shard's person (or, with no biometric, shard 0's event)
         # Intake wrote it, so an unreadable one is our own bug: raising dead-letters it
         # (processing_error) without quoting the value.
@@ -83,11 +84,12 @@ class Enforcement(Service):
         if not ctx.first_time(str(event.event_id), event.occurred_at):
             return
         self._advance(event.occurred_at, ctx)
-        screening, bucket = rules.NOTHING_KNOWN, None
+        screening = rules.NOTHING_KNOWN
         if event.event_type in rules.INDEXED:
             screening = self._index(event, ctx)
-            if self.shard.split:  # matching carries it onto a RecordBan: the person's shard
-                bucket = bucket_of(bytes.fromhex(event.biometric_id))
+        else:
+            bucket = None  # only an indexed event's person has a shard for matching to carry on
+        # the bucket that routed it here: matching carries it onto a RecordBan, the person's shard
         ctx.emit(topics.ENFORCEMENT_SCREENED, subject_of(event),
                  screened_json(accepted, screening, bucket))
         if event.event_type == "ArrivalRecorded":
