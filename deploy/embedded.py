@@ -585,7 +585,6 @@ class EmbeddedStack:
         self.standby = standby
         self.intake_shards = intake_shards
         self.enforcement_shards = enforcement_shards
-        self.shards = {"intake": intake_shards, "enforcement": enforcement_shards}  # shared/shards.py
         self.supervise = supervise
         self.on_spawn = on_spawn
         self.broker: Broker | None = None
@@ -638,13 +637,23 @@ class EmbeddedStack:
         return {n: f"http://127.0.0.1:{i.health_port}/metrics"
                 for n, i in self.instances.items() if i.health_port}
 
+    @property
+    def shards(self) -> dict[str, int]:
+        """How many shards each service that can shard runs in (shared/shards.py)."""
+        return {"intake": self.intake_shards, "enforcement": self.enforcement_shards}
+
+    def shard_env(self) -> dict[str, str]:
+        """The shard counts, as the services (and the ops tools, in stack.env) read them; none
+        when nothing runs in shards."""
+        if self.intake_shards == self.enforcement_shards == 1:
+            return {}
+        return {"INTAKE_SHARDS": str(self.intake_shards), "ENFORCEMENT_SHARDS": str(self.enforcement_shards)}
+
     def env(self) -> dict[str, str]:
         """What a client of this stack needs (the contents of .run/stack.env)."""
         env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "REDIS_URL": self.redis_url,
                "SIGNING_KEYS_FILE": str(self.keys_file)}
-        for name, count in (("INTAKE_SHARDS", self.intake_shards), ("ENFORCEMENT_SHARDS", self.enforcement_shards)):
-            if count > 1:  # the ops tools then list each shard's consumer group (services/ops/health.py)
-                env[name] = str(count)
+        env.update(self.shard_env())  # the ops tools then list each shard's group (services/ops/health.py)
         if self.instances:
             env["HEALTH_URLS"] = url_map(self.health_urls)
             env["METRICS_URLS"] = url_map(self.metrics_urls)
@@ -680,9 +689,8 @@ class EmbeddedStack:
         inst = self.instances[name]
         env = service_env(self.bootstrap, self.redis_url, self.ready_path(name), self.keys_file,
                           instance=name, health_port=inst.health_port)
-        if self.intake_shards > 1 or self.enforcement_shards > 1:
-            env.update(INTAKE_SHARDS=str(self.intake_shards), ENFORCEMENT_SHARDS=str(self.enforcement_shards),
-                       SERVICE_SHARD=str(inst.shard))
+        if shards := self.shard_env():
+            env.update(shards, SERVICE_SHARD=str(inst.shard))
         with self._lock:
             svc = start_service(inst.service, env, self.log_path(name), detach=self.detach, instance=name)
             self._stopped.discard(name)
