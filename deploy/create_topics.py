@@ -20,14 +20,14 @@ from pathlib import Path
 from deploy.embedded import ensure_topics, wait_for_kafka
 from shared.security import check_production, kafka_client_options
 from shared.settings import Settings
-from shared.topics import ENFORCEMENT_SCREENED, INTAKE_ACCEPTED
+from shared.topics import sharded_partitions
 
 
 def with_shards(specs: list[dict], intake_shards: int = 1, enforcement_shards: int = 1) -> list[dict]:
     """Intake and enforcement in shards write one partition of their output per shard
     (shared/shards.py)."""
-    wider = {INTAKE_ACCEPTED: intake_shards, ENFORCEMENT_SCREENED: enforcement_shards}
-    return [{**spec, "partitions": wider[spec["name"]]} if wider.get(spec["name"], 1) > 1 else spec for spec in specs]
+    wider = sharded_partitions(intake_shards, enforcement_shards)
+    return [{**spec, "partitions": wider[spec["name"]]} if spec["name"] in wider else spec for spec in specs]
 
 
 async def run(bootstrap: str, specs: list[dict], wait: float, replication_factor: int) -> None:
@@ -36,8 +36,8 @@ async def run(bootstrap: str, specs: list[dict], wait: float, replication_factor
     check_production(settings, redis=False)
     options = kafka_client_options(settings)
     await wait_for_kafka(bootstrap, timeout=wait, client_options=options)
-    await ensure_topics(bootstrap, with_shards(specs, settings.intake_shards, settings.enforcement_shards), replication_factor=replication_factor, config_fallback=False,
-                        client_options=options)
+    await ensure_topics(bootstrap, with_shards(specs, settings.intake_shards, settings.enforcement_shards),
+                        replication_factor=replication_factor, config_fallback=False, client_options=options)
 
 
 def main(argv: list[str] | None = None) -> int:

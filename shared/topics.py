@@ -101,11 +101,17 @@ TOPICS: tuple[TopicSpec, ...] = (
 TOPICS_BY_NAME = {t.name: t for t in TOPICS}
 
 
+def sharded_partitions(intake_shards: int = 1, enforcement_shards: int = 1) -> dict[str, int]:
+    """The topics that intake and enforcement in shards widen: each shard writes its own
+    partition of its output (shared/shards.py)."""
+    return {name: n for name, n in ((INTAKE_ACCEPTED, intake_shards), (ENFORCEMENT_SCREENED, enforcement_shards))
+            if n > 1}
+
+
 def catalogue(intake_shards: int = 1, enforcement_shards: int = 1) -> tuple[TopicSpec, ...]:
-    """The topics for a deployment with intake and enforcement in shards: each shard writes its
-    own partition of its output (shared/shards.py); everything else as TOPICS."""
-    wider = {name: n for name, n in ((INTAKE_ACCEPTED, intake_shards), (ENFORCEMENT_SCREENED, enforcement_shards))
-             if n > 1}
+    """The topics for a deployment with intake and enforcement in shards; everything but their
+    outputs as TOPICS."""
+    wider = sharded_partitions(intake_shards, enforcement_shards)
     if not wider:
         return TOPICS
     return tuple(replace(t, partitions=wider[t.name]) if t.name in wider else t for t in TOPICS)
