@@ -65,24 +65,22 @@ async def ceiling(bootstrap: str, values: list[bytes], partitions: int = 6) -> d
 
 # --------------------------------------------------------------------------- group progress
 
-async def _tps(bootstrap: str, group: str) -> list[TopicPartition]:
+async def _tps(bootstrap: str, inputs: tuple[str, ...]) -> list[TopicPartition]:
     probe = await _probe(bootstrap)
-    # a shard of enforcement reads every input in a group of its own: oioo-enforcement-s1, ...
-    inputs = GROUP_INPUTS.get(group) or GROUP_INPUTS[group.rsplit("-s", 1)[0]]
     return [tp for t in inputs for tp in await probe.tps(t)]
 
 
-def groups_of(stack) -> tuple[str, ...]:
-    """Every consumer group of an embedded stack: the services', and one per shard of enforcement
-    past the first (shared/shards.py)."""
-    return tuple(groups_for({"ENFORCEMENT_SHARDS": str(stack.enforcement_shards)}))
+def groups_of(stack) -> dict[str, tuple[str, ...]]:
+    """Every consumer group of an embedded stack and its inputs: the services', and one per shard
+    of enforcement past the first (shared/shards.py)."""
+    return groups_for(stack.shard_env())
 
 
 async def alone_rate(bootstrap: str, group: str, limit: float, since: float, interval: float = 0.1) -> dict:
     """A group that has just started on a full input: records per second from its first
     commit to its last (its join and first fetch are left out); when it took everything in
     one commit, from `since` (its instance became active) instead."""
-    barrier = Settled(bootstrap, (group,))
+    barrier = Settled(bootstrap, {group: GROUP_INPUTS[group]})
     await barrier.start()
     try:
         first: tuple[float, int] | None = None
@@ -287,8 +285,9 @@ class Settled:
     nor a read of the last batch of a partition holding a quarter of a million records, which
     a busy Tansu can take more than ten seconds to answer."""
 
-    def __init__(self, bootstrap: str, groups=("oioo-intake", "oioo-enforcement", "oioo-matching", "oioo-transfer")):
+    def __init__(self, bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUP_INPUTS):
         self.bootstrap = bootstrap
+        self.inputs = dict(groups)  # group -> its input topics
         self.groups = tuple(groups)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                          fetch_max_wait_ms=5, max_partition_fetch_bytes=64 * 1024)
@@ -298,7 +297,7 @@ class Settled:
     async def start(self) -> None:
         await self.consumer.start()
         for g in self.groups:
-            self._tps[g] = await _tps(self.bootstrap, g)
+            self._tps[g] = await _tps(self.bootstrap, self.inputs[g])
         self.consumer.assign(sorted({tp for tps in self._tps.values() for tp in tps}))
 
     async def stop(self) -> None:
